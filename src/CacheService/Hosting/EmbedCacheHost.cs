@@ -1,0 +1,195 @@
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration.EnvironmentVariables;
+using Microsoft.Extensions.Options;
+using Serilog;
+
+namespace EmbedCache.Service.Hosting;
+
+/// <summary>Builds and runs the service. Tests build it the same way, with overrides.</summary>
+public static class EmbedCacheHost
+{
+    /// <summary>Runs until Ctrl+C / SIGTERM. Returns the process exit code.</summary>
+    public static async Task<int> RunAsync(string[] args)
+    {
+        WebApplication? app = null;
+        try
+        {
+            app = Build(args);
+            await app.RunAsync();
+            return 0;
+        }
+        catch (OptionsValidationException e)
+        {
+            await Console.Error.WriteLineAsync($"EmbedCache: invalid configuration: {string.Join("; ", e.Failures)}");
+            return 2;
+        }
+        catch (StartupException e)
+        {
+            await Console.Error.WriteLineAsync($"EmbedCache: {e.Message}");
+            return 2;
+        }
+        catch (IOException e) when (e.InnerException is AddressInUseException)
+        {
+            await Console.Error.WriteLineAsync($"EmbedCache: cannot listen: {e.Message}");
+            return 3;
+        }
+        finally
+        {
+            if (app is not null)
+                await app.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Builds the application. <paramref name="configure"/> runs after the standard wiring,
+    /// so tests can add in-memory configuration or replace services.
+    /// </summary>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = args,
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+
+        builder.AddEmbedCacheConfigFile(args);
+        builder.AddEmbedCacheLogging();
+        builder.AddEmbedCacheListeners();
+        builder.AddEmbedCacheServices();
+        configure?.Invoke(builder);
+
+        var app = builder.Build();
+        app.MapEmbedCache();
+        return app;
+    }
+
+    /// <summary>
+    /// <c>--config &lt;file&gt;</c>: a JSON file that overrides appsettings.json and is itself
+    /// overridden by environment variables and the command line.
+    /// </summary>
+    public static void AddEmbedCacheConfigFile(this WebApplicationBuilder builder, string[] args)
+    {
+        var path = ConfigFileArgument(args);
+        if (path is null)
+            return;
+        var full = Path.GetFullPath(path);
+        if (!File.Exists(full))
+            throw new StartupException($"--config: file not found: {full}");
+
+        var sources = builder.Configuration.Sources;
+        var index = sources.Count;
+        for (var i = 0; i < sources.Count; i++)
+        {
+            if (sources[i] is EnvironmentVariablesConfigurationSource { Prefix: null or "" })
+            {
+                index = i;
+                break;
+            }
+        }
+
+        try
+        {
+            var fileConfig = new ConfigurationBuilder().AddJsonFile(full, optional: false, reloadOnChange: false);
+            sources.Insert(index, fileConfig.Sources[0]);
+            // Touch the provider now so a malformed file is one clear line, not a stack trace later.
+            _ = builder.Configuration.GetSection(EmbedCacheOptions.SectionName).GetChildren().ToList();
+        }
+        catch (InvalidDataException e)
+        {
+            throw new StartupException($"--config: {full} is not valid JSON: {e.InnerException?.Message ?? e.Message}");
+        }
+        catch (FormatException e)
+        {
+            throw new StartupException($"--config: {full} is not valid JSON: {e.Message}");
+        }
+    }
+
+    internal static string? ConfigFileArgument(string[] args)
+    {
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--config")
+            {
+                if (i + 1 >= args.Length || args[i + 1].StartsWith("--", StringComparison.Ordinal))
+                    throw new StartupException("--config needs a file path");
+                return args[i + 1];
+            }
+
+            if (args[i].StartsWith("--config=", StringComparison.Ordinal))
+                return args[i]["--config=".Length..];
+        }
+
+        return null;
+    }
+
+    public static void AddEmbedCacheLogging(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddSerilog((services, lc) => lc
+            .MinimumLevel.Information()
+            .MinimumLevel.Override("Microsoft.AspNetCore", Serilog.Events.LogEventLevel.Warning)
+            .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Warning)
+            .MinimumLevel.Override("Grpc", Serilog.Events.LogEventLevel.Warning)
+            .ReadFrom.Configuration(builder.Configuration)
+            .Enrich.FromLogContext()
+            .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}"));
+    }
+
+    /// <summary>Two Kestrel listeners: gRPC (HTTP/2 cleartext) and HTTP/1.1 for health, metrics and status.</summary>
+    public static void AddEmbedCacheListeners(this WebApplicationBuilder builder)
+    {
+        var endpoints = new ServiceEndpoints();
+        builder.Services.AddSingleton(endpoints);
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            var options = kestrel.ApplicationServices.GetRequiredService<IOptions<EmbedCacheOptions>>().Value;
+            var address = options.ListenAddress switch
+            {
+                "*" => IPAddress.Any,
+                "localhost" => IPAddress.Loopback,
+                var a => IPAddress.Parse(a),
+            };
+
+            ListenOptions? grpc = null, http = null;
+            kestrel.Listen(address, options.GrpcPort, o =>
+            {
+                o.Protocols = HttpProtocols.Http2;
+                grpc = o;
+            });
+            kestrel.Listen(address, options.HttpPort, o =>
+            {
+                o.Protocols = HttpProtocols.Http1;
+                http = o;
+            });
+            endpoints.Set(grpc!, http!);
+        });
+    }
+
+    public static void AddEmbedCacheServices(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<IValidateOptions<EmbedCacheOptions>, EmbedCacheOptionsValidator>();
+        builder.Services.AddOptions<EmbedCacheOptions>()
+            .BindConfiguration(EmbedCacheOptions.SectionName)
+            .ValidateOnStart();
+
+        builder.Services.AddGrpc(o =>
+        {
+            o.EnableDetailedErrors = false;
+        });
+        builder.Services.AddGrpcReflection();
+        builder.Services.AddGrpcHealthChecks()
+            .AddCheck<LifecycleHealthCheck>("lifecycle");
+        builder.Services.AddHostedService<StartupLog>();
+    }
+
+    public static void MapEmbedCache(this WebApplication app)
+    {
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
+        app.MapHealthChecks("/healthz");
+    }
+}
+
+/// <summary>A start-up problem that is reported as one line and a non-zero exit code.</summary>
+public sealed class StartupException(string message) : Exception(message);

@@ -1,0 +1,40 @@
+using System.Net;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace EmbedCache.Service.Hosting;
+
+/// <summary>
+/// The two listeners as actually bound. With port 0 in config, Kestrel picks a free port
+/// and writes it back into the listen options; tests and the start-up log read it here.
+/// </summary>
+public sealed class ServiceEndpoints
+{
+    private ListenOptions? _grpc;
+    private ListenOptions? _http;
+
+    internal void Set(ListenOptions grpc, ListenOptions http)
+    {
+        _grpc = grpc;
+        _http = http;
+    }
+
+    public IPEndPoint Grpc => Endpoint(_grpc, "gRPC");
+
+    public IPEndPoint Http => Endpoint(_http, "HTTP");
+
+    public Uri GrpcUri => ToUri(Grpc);
+
+    public Uri HttpUri => ToUri(Http);
+
+    private static IPEndPoint Endpoint(ListenOptions? options, string what) =>
+        options?.IPEndPoint ?? throw new InvalidOperationException($"The {what} listener is not configured yet.");
+
+    private static Uri ToUri(IPEndPoint ep)
+    {
+        var host = ep.Address.Equals(IPAddress.Any) ? "127.0.0.1"
+            : ep.Address.Equals(IPAddress.IPv6Any) ? "[::1]"
+            : ep.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{ep.Address}]"
+            : ep.Address.ToString();
+        return new Uri($"http://{host}:{ep.Port}");
+    }
+}

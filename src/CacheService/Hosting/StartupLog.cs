@@ -1,0 +1,21 @@
+namespace EmbedCache.Service.Hosting;
+
+/// <summary>Logs where the service listens once Kestrel has bound (ports may have been 0).</summary>
+internal sealed partial class StartupLog(
+    IHostApplicationLifetime lifetime, ServiceEndpoints endpoints, ILogger<StartupLog> logger) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        lifetime.ApplicationStarted.Register(() => Listening(logger, endpoints.GrpcUri, endpoints.HttpUri));
+        lifetime.ApplicationStopping.Register(() => Stopping(logger));
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "EmbedCache listening: gRPC {GrpcUri}, HTTP {HttpUri}")]
+    private static partial void Listening(ILogger logger, Uri grpcUri, Uri httpUri);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "EmbedCache stopping")]
+    private static partial void Stopping(ILogger logger);
+}

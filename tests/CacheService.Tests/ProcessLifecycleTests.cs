@@ -1,0 +1,83 @@
+using System.Text.RegularExpressions;
+using EmbedCache.Client;
+using EmbedCache.TestSupport;
+using Grpc.Health.V1;
+
+namespace EmbedCache.CacheService.Tests;
+
+/// <summary>The built service as a child process: start, serve, stop on SIGTERM, refuse bad config.</summary>
+public sealed partial class ProcessLifecycleTests
+{
+    private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
+
+    [Fact]
+    public async Task Service_StartedAsProcess_ServesHealthAndStopsCleanlyOnSigterm()
+    {
+        using var dir = new TempDirectory("proc");
+        using var child = ChildProcess.Start(ServiceDll,
+            ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Path}"]);
+
+        var listening = await child.WaitForLineAsync(ListeningLine(), "the service to report its ports");
+        using (var client = new EmbedCacheClient(new Uri(listening.Groups["grpc"].Value)))
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, await client.CheckHealthAsync());
+        using (var http = new HttpClient())
+            Assert.Equal("Healthy", await http.GetStringAsync(new Uri(new Uri(listening.Groups["http"].Value), "/healthz")));
+
+        using (var probe = ChildProcess.Start(ServiceDll, ["healthcheck", new Uri(new Uri(listening.Groups["http"].Value), "/healthz").ToString()]))
+            Assert.Equal(0, await probe.WaitForExitAsync("the healthcheck probe"));
+
+        child.Terminate();
+        var exit = await child.WaitForExitAsync("the service to exit after SIGTERM");
+
+        Assert.Equal(0, exit);
+        Assert.Contains("EmbedCache stopping", child.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Service_WithOutOfRangePort_ExitsWithOneLineNamingTheKey()
+    {
+        using var child = ChildProcess.Start(ServiceDll, ["--EmbedCache:GrpcPort=70000", "--EmbedCache:HttpPort=0"]);
+
+        var exit = await child.WaitForExitAsync("the service to refuse its configuration");
+
+        Assert.Equal(2, exit);
+        var errorLines = child.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var line = Assert.Single(errorLines);
+        Assert.Contains("EmbedCache:GrpcPort", line, StringComparison.Ordinal);
+        Assert.Contains("70000", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Service_WithMissingConfigFile_ExitsNamingTheFile()
+    {
+        using var dir = new TempDirectory("cfg");
+        var missing = dir.Combine("nope.json");
+        using var child = ChildProcess.Start(ServiceDll, ["--config", missing]);
+
+        var exit = await child.WaitForExitAsync("the service to refuse a missing --config file");
+
+        Assert.Equal(2, exit);
+        Assert.Contains(missing, child.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ConfigFile_OverridesAppsettings_AndEnvironmentOverridesConfigFile()
+    {
+        using var dir = new TempDirectory("cfg");
+        var file = dir.Combine("embedcache.json");
+        // The file's ports are invalid: the service only starts if the environment wins over it,
+        // and its HTTP port is 0 only if the file wins over appsettings.json (8080).
+        await File.WriteAllTextAsync(file, """{ "EmbedCache": { "GrpcPort": 99999, "HttpPort": 0 } }""");
+        using var child = ChildProcess.Start(ServiceDll, ["--config", file],
+            new Dictionary<string, string> { ["EmbedCache__GrpcPort"] = "0", ["EmbedCache__SaveDir"] = dir.Path });
+
+        var listening = await child.WaitForLineAsync(ListeningLine(), "the service to start with layered config");
+
+        Assert.NotEqual("8080", new Uri(listening.Groups["http"].Value).Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        child.Terminate();
+        Assert.Equal(0, await child.WaitForExitAsync("the service to exit after SIGTERM"));
+    }
+
+    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP (?<http>http://\S+?)/?$")]
+    private static partial Regex ListeningLine();
+}
