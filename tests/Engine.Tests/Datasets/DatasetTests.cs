@@ -1,0 +1,176 @@
+using EmbedCache.Engine.Datasets;
+using EmbedCache.TestSupport;
+
+namespace EmbedCache.Engine.Tests.Datasets;
+
+public sealed class DatasetTests
+{
+    private static string DigitsDir => Path.Combine(RepoPaths.Root, "deploy", "datasets", "digits");
+
+    [Fact]
+    public void Digits_ReadsEveryItemWithItsPixelsAndGroupLabel()
+    {
+        var catalog = new DatasetCatalog(new Dictionary<string, string> { ["digits"] = DigitsDir }, dataRoot: null);
+        var digits = catalog.Resolve("digits");
+
+        var chunks = digits.OpenSplit("train").ReadChunks(500).ToList();
+
+        Assert.Equal([500, 500, 438], chunks.Select(c => c.Count));
+        Assert.Equal([0L, 500, 1000], chunks.Select(c => c.StartIndex));
+        Assert.All(chunks, c => Assert.Equal(64, c.ItemLength));
+        // First row of the source: 0,0,5,13,9,1,0,0,... label 0.
+        Assert.Equal([0f, 0, 5, 13, 9, 1, 0, 0], chunks[0].Values![..8]);
+        Assert.Equal(0, chunks[0].Groups![0]);
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => (long)i), chunks.SelectMany(c => c.Groups!).Distinct().Order());
+        Assert.Equal(1438, digits.CountItems("train"));
+        Assert.Equal(359, digits.CountItems("val"));
+    }
+
+    [Fact]
+    public void ReadChunks_FromStartIndex_SkipsEarlierItems()
+    {
+        var digits = new DatasetCatalog(new Dictionary<string, string> { ["digits"] = DigitsDir }, null).Resolve("digits");
+        var all = digits.OpenSplit("val").ReadChunks(1000).Single();
+
+        var tail = digits.OpenSplit("val").ReadChunks(1000, startIndex: 300).Single();
+
+        Assert.Equal(300, tail.StartIndex);
+        Assert.Equal(59, tail.Count);
+        Assert.Equal(all.Values![(300 * 64)..], tail.Values!);
+    }
+
+    [Fact]
+    public void JsonlText_WithCustomKeys_ReadsTextsAndKeys()
+    {
+        using var root = new TempDirectory("ds");
+        var dir = Directory.CreateDirectory(root.Combine("texts"));
+        File.WriteAllText(Path.Combine(dir.FullName, "train.jsonl"), """
+            {"id": "a.txt", "text": "first item", "label": 3}
+            {"id": "b.txt", "text": "second, with \"quotes\"", "label": 4}
+            """);
+        File.WriteAllText(Path.Combine(dir.FullName, "dataset.json"), """
+            { "splits": { "train": "train.jsonl" }, "features": { "kind": "text", "field": "text" },
+              "labels": { "kind": "group" }, "key": { "scheme": "custom", "field": "id" } }
+            """);
+
+        var chunk = new DatasetCatalog(new Dictionary<string, string>(), root.Path).Resolve("texts").OpenSplit("train").ReadChunks(10).Single();
+
+        Assert.Equal(["first item", "second, with \"quotes\""], chunk.Texts!);
+        Assert.Equal("b.txt"u8.ToArray(), chunk.Keys![1]);
+        Assert.Equal([3L, 4], chunk.Groups!);
+    }
+
+    [Fact]
+    public void Csv_QuotedFieldsWithCommasAndNewlines_AreOneField()
+    {
+        using var dir = new TempDirectory("ds");
+        File.WriteAllText(dir.Combine("s.csv"), "text,label\r\n\"a, b\",1\r\n\"line1\nline2 \"\"q\"\"\",2\r\nplain,3\r\n");
+        File.WriteAllText(dir.Combine("dataset.json"), """{ "splits": { "s": "s.csv" }, "labels": { "kind": "group" } }""");
+
+        var chunk = new DatasetCatalog(new Dictionary<string, string> { ["x"] = dir.Path }, null).Resolve("x").OpenSplit("s").ReadChunks(10).Single();
+
+        Assert.Equal(["a, b", "line1\nline2 \"q\"", "plain"], chunk.Texts!);
+        Assert.Equal([1L, 2, 3], chunk.Groups!);
+    }
+
+    [Fact]
+    public void Csv_NonNumericFeature_ErrorNamesLineAndColumn()
+    {
+        using var dir = new TempDirectory("ds");
+        File.WriteAllText(dir.Combine("s.csv"), "x0,x1,label\n1,2,0\n3,oops,1\n");
+        File.WriteAllText(dir.Combine("dataset.json"), """{ "splits": { "s": "s.csv" }, "features": { "kind": "vector" }, "labels": { "kind": "group" } }""");
+        var split = new DatasetCatalog(new Dictionary<string, string> { ["x"] = dir.Path }, null).Resolve("x").OpenSplit("s");
+
+        var e = Assert.Throws<DatasetException>(() => split.ReadChunks(10).ToList());
+
+        Assert.Contains("line 3", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'oops'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'x1'", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Tensor_WithWrongElementCount_IsRejectedAgainstTheManifestShape()
+    {
+        using var dir = new TempDirectory("ds");
+        File.WriteAllText(dir.Combine("s.jsonl"), """{"img": [1, 2, 3]}""" + "\n");
+        File.WriteAllText(dir.Combine("dataset.json"), """{ "splits": { "s": "s.jsonl" }, "features": { "kind": "tensor", "field": "img", "shape": [1, 2, 2] } }""");
+        var split = new DatasetCatalog(new Dictionary<string, string> { ["x"] = dir.Path }, null).Resolve("x").OpenSplit("s");
+
+        var e = Assert.Throws<DatasetException>(() => split.ReadChunks(10).ToList());
+
+        Assert.Contains("needs 4", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void PairDataset_ReadsPairs_AndRejectsIndicesOutsideTheSplit()
+    {
+        using var dir = new TempDirectory("ds");
+        File.WriteAllText(dir.Combine("items.jsonl"), "{\"text\":\"a\"}\n{\"text\":\"b\"}\n{\"text\":\"c\"}\n");
+        File.WriteAllText(dir.Combine("pairs.jsonl"), "{\"a\":0,\"b\":1,\"score\":1.0,\"subgroup\":7}\n{\"a\":2,\"b\":0,\"score\":0}\n");
+        File.WriteAllText(dir.Combine("bad.jsonl"), "{\"a\":0,\"b\":3}\n");
+        File.WriteAllText(dir.Combine("dataset.json"), """
+            { "splits": { "train": "items.jsonl", "val": "items.jsonl" },
+              "labels": { "kind": "pair", "pairs": { "train": "pairs.jsonl", "val": "bad.jsonl" } } }
+            """);
+        var ds = new DatasetCatalog(new Dictionary<string, string> { ["p"] = dir.Path }, null).Resolve("p");
+
+        var pairs = ds.ReadPairs("train");
+
+        Assert.Equal([new PairRecord(0, 1, 1f, 7), new PairRecord(2, 0, 0f, 0)], pairs);
+        var e = Assert.Throws<DatasetException>(() => ds.ReadPairs("val"));
+        Assert.Contains("split has 3 items", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("../outside")]
+    [InlineData("inside/../../outside")]
+    [InlineData("/etc")]
+    public void Catalog_PathOutsideDataRoot_IsRefused(string path)
+    {
+        using var root = new TempDirectory("root");
+        var catalog = new DatasetCatalog(new Dictionary<string, string>(), root.Combine("data"));
+        Directory.CreateDirectory(root.Combine("data", "inside"));
+
+        var e = Assert.Throws<DatasetNotFoundException>(() => catalog.Resolve(path));
+
+        Assert.Contains("outside the data root", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Catalog_SymlinkLeadingOutsideDataRoot_IsRefused()
+    {
+        using var root = new TempDirectory("root");
+        Directory.CreateDirectory(root.Combine("data"));
+        Directory.CreateDirectory(root.Combine("secret"));
+        File.WriteAllText(root.Combine("secret", "dataset.json"), """{ "splits": { "s": "s.jsonl" } }""");
+        File.WriteAllText(root.Combine("secret", "s.jsonl"), "{\"text\":\"x\"}\n");
+        Directory.CreateSymbolicLink(root.Combine("data", "link"), root.Combine("secret"));
+        var catalog = new DatasetCatalog(new Dictionary<string, string>(), root.Combine("data"));
+
+        var e = Assert.Throws<DatasetNotFoundException>(() => catalog.Resolve("link"));
+
+        Assert.Contains("outside the data root", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Catalog_UnknownName_ListsRegisteredOnes()
+    {
+        var catalog = new DatasetCatalog(new Dictionary<string, string> { ["digits"] = DigitsDir }, dataRoot: null);
+
+        var e = Assert.Throws<DatasetNotFoundException>(() => catalog.Resolve("nope"));
+
+        Assert.Contains("unknown dataset 'nope'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("digits", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Manifest_SplitFileOutsideDirectory_IsRejected()
+    {
+        using var dir = new TempDirectory("ds");
+        File.WriteAllText(dir.Combine("dataset.json"), """{ "splits": { "s": "../s.jsonl" } }""");
+
+        var e = Assert.Throws<DatasetException>(() => DatasetManifest.Load(dir.Path));
+
+        Assert.Contains("inside the dataset directory", e.Message, StringComparison.Ordinal);
+    }
+}
