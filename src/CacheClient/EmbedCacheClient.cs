@@ -1,38 +1,65 @@
+using System.Runtime.CompilerServices;
+using EmbedCache.Contract.V1;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Health.V1;
 using Grpc.Net.Client;
+using Grpc.Net.Client.Configuration;
 
 namespace EmbedCache.Client;
 
 /// <summary>
 /// Entry point for trainers and ops: one HTTP/2 channel to an EmbedCache service and typed
-/// calls over its contract. Thread-safe; create one per process and share it.
+/// calls over its contract, with deadlines, retries on UNAVAILABLE and resumable epoch streams.
+/// Thread-safe; create one per process and share it.
 /// </summary>
 public sealed class EmbedCacheClient : IDisposable
 {
-    private readonly GrpcChannel _channel;
-    private readonly bool _ownsChannel;
+    private readonly GrpcChannel? _ownedChannel;
+    private readonly EmbedCacheClientOptions _options;
 
     /// <summary>Connects to <paramref name="address"/>, e.g. <c>http://127.0.0.1:50051</c>.</summary>
     public EmbedCacheClient(Uri address)
-        : this(GrpcChannel.ForAddress(address), ownsChannel: true)
+        : this(new EmbedCacheClientOptions { Address = address })
     {
+    }
+
+    /// <summary>Connects as <paramref name="options"/> say.</summary>
+    public EmbedCacheClient(EmbedCacheClientOptions options)
+    {
+        _options = options;
+        _ownedChannel = GrpcChannel.ForAddress(options.Address, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = options.MaxReceiveMessageBytes,
+            ServiceConfig = RetryConfig(options),
+            MaxRetryAttempts = Math.Max(1, options.MaxAttempts),
+        });
+        (Invoker, Channel) = (WithKey(_ownedChannel, options.ApiKey), _ownedChannel);
+        Cache = new EmbeddingCache.EmbeddingCacheClient(Invoker);
+        Admin = new CacheAdmin.CacheAdminClient(Invoker);
     }
 
     /// <summary>Uses an existing channel; the caller keeps ownership of it.</summary>
-    public EmbedCacheClient(GrpcChannel channel)
-        : this(channel, ownsChannel: false)
+    public EmbedCacheClient(GrpcChannel channel, EmbedCacheClientOptions? options = null)
     {
-    }
-
-    private EmbedCacheClient(GrpcChannel channel, bool ownsChannel)
-    {
-        _channel = channel;
-        _ownsChannel = ownsChannel;
+        _options = options ?? new EmbedCacheClientOptions();
+        Channel = channel;
+        Invoker = WithKey(channel, _options.ApiKey);
+        Cache = new EmbeddingCache.EmbeddingCacheClient(Invoker);
+        Admin = new CacheAdmin.CacheAdminClient(Invoker);
     }
 
     /// <summary>The channel the client talks over.</summary>
-    public GrpcChannel Channel => _channel;
+    public GrpcChannel Channel { get; }
+
+    /// <summary>The call invoker (with the API key attached), for generated clients of other services.</summary>
+    public CallInvoker Invoker { get; }
+
+    /// <summary>The generated trainer-API client, for calls this class does not wrap.</summary>
+    public EmbeddingCache.EmbeddingCacheClient Cache { get; }
+
+    /// <summary>The generated admin-API client, for calls this class does not wrap.</summary>
+    public CacheAdmin.CacheAdminClient Admin { get; }
 
     /// <summary>
     /// Asks the standard gRPC health service whether the service (or one named service) is serving.
@@ -43,16 +70,186 @@ public sealed class EmbedCacheClient : IDisposable
     public async Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(
         string service = "", CancellationToken cancellationToken = default)
     {
-        var health = new Health.HealthClient(_channel);
-        var reply = await health.CheckAsync(new HealthCheckRequest { Service = service },
-            new CallOptions(cancellationToken: cancellationToken)).ConfigureAwait(false);
+        var health = new Health.HealthClient(Invoker);
+        var reply = await health.CheckAsync(new HealthCheckRequest { Service = service }, Unary(cancellationToken)).ConfigureAwait(false);
         return reply.Status;
     }
 
-    /// <inheritdoc />
-    public void Dispose()
+    /// <summary>The encoders the service owns: name, fingerprint, dim, dtype, tier, input kind.</summary>
+    public async Task<IReadOnlyList<EncoderInfo>> ListEncodersAsync(CancellationToken cancellationToken = default) =>
+        (await Cache.ListEncodersAsync(new ListEncodersRequest(), Unary(cancellationToken)).ConfigureAwait(false)).Encoders;
+
+    /// <summary>
+    /// One lookup of <paramref name="keys"/> for <paramref name="encoders"/>. With
+    /// <paramref name="features"/>, keys that miss are encoded by the service, stored and returned.
+    /// </summary>
+    public Task<LookupResponse> LookupAsync(IEnumerable<string> encoders, KeyBatch keys, FeatureBatch? features = null,
+        bool includeLabels = false, CancellationToken cancellationToken = default)
     {
-        if (_ownsChannel)
-            _channel.Dispose();
+        var request = new LookupRequest { Keys = keys, Features = features, IncludeLabels = includeLabels };
+        request.Encoders.Add(encoders);
+        return LookupAsync(request, cancellationToken);
+    }
+
+    /// <summary>One lookup, as a raw request.</summary>
+    public async Task<LookupResponse> LookupAsync(LookupRequest request, CancellationToken cancellationToken = default) =>
+        await Cache.LookupAsync(request, Unary(cancellationToken)).ConfigureAwait(false);
+
+    /// <summary>Opens a bidirectional lookup stream (GetEmbeddings): many batches over one call.</summary>
+    public LookupStream OpenLookupStream(CancellationToken cancellationToken = default) =>
+        new(Cache.GetEmbeddings(new CallOptions(cancellationToken: cancellationToken)));
+
+    /// <summary>
+    /// Streams one epoch of a cached split: batches in the order fixed by the request's seed and
+    /// epoch, identical for every caller. If the connection drops
+    /// (UNAVAILABLE), the stream resumes where it stopped, up to the configured attempts.
+    /// </summary>
+    public async IAsyncEnumerable<DatasetBatch> StreamEpochAsync(StreamDatasetRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var next = request.Clone();
+        var attempt = 0;
+        while (true)
+        {
+            using var call = Cache.StreamDataset(next, new CallOptions(cancellationToken: cancellationToken));
+            var stream = call.ResponseStream;
+            while (true)
+            {
+                DatasetBatch batch;
+                try
+                {
+                    if (!await stream.MoveNext(cancellationToken).ConfigureAwait(false))
+                        yield break;
+                    batch = stream.Current;
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && ++attempt < _options.MaxAttempts)
+                {
+                    await Task.Delay(Backoff(attempt), cancellationToken).ConfigureAwait(false);
+                    break;
+                }
+
+                attempt = 0;
+                next.StartOffset = batch.Offset + (ulong)(batch.Labels?.Pairs is { } p && p.AIndex.Count > 0 ? p.AIndex.Count : batch.Indices.Count);
+                yield return batch;
+            }
+        }
+    }
+
+    /// <summary>Starts (or attaches to) a prewarm job and yields its progress until it ends.</summary>
+    public async IAsyncEnumerable<PrewarmProgress> PrewarmAsync(PrewarmRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var follow = request.Clone();
+        follow.Follow = true;
+        using var call = Admin.Prewarm(follow, new CallOptions(cancellationToken: cancellationToken));
+        await foreach (var progress in call.ResponseStream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            yield return progress;
+    }
+
+    /// <summary>Per-namespace items, bytes, hits, misses and encodes.</summary>
+    public async Task<GetStatsResponse> GetStatsAsync(CancellationToken cancellationToken = default) =>
+        await Admin.GetStatsAsync(new GetStatsRequest(), Unary(cancellationToken)).ConfigureAwait(false);
+
+    /// <summary>Makes everything stored so far durable.</summary>
+    public async Task<CheckpointResponse> CheckpointAsync(CancellationToken cancellationToken = default) =>
+        await Admin.CheckpointAsync(new CheckpointRequest(), Unary(cancellationToken)).ConfigureAwait(false);
+
+    /// <summary>Drops an encoder's namespace (its current fingerprint) or an explicit fingerprint.</summary>
+    public async Task<DropNamespaceResponse> DropNamespaceAsync(string? encoder, string? fingerprint = null, CancellationToken cancellationToken = default) =>
+        await Admin.DropNamespaceAsync(new DropNamespaceRequest { Encoder = encoder ?? "", Fingerprint = fingerprint ?? "" }, Unary(cancellationToken)).ConfigureAwait(false);
+
+    /// <summary>Prewarm jobs, running and finished.</summary>
+    public async Task<IReadOnlyList<PrewarmProgress>> ListJobsAsync(CancellationToken cancellationToken = default) =>
+        (await Admin.ListJobsAsync(new ListJobsRequest(), Unary(cancellationToken)).ConfigureAwait(false)).Jobs;
+
+    /// <summary>Cancels a prewarm job and returns its final state.</summary>
+    public async Task<PrewarmProgress> CancelJobAsync(string jobId, CancellationToken cancellationToken = default) =>
+        (await Admin.CancelJobAsync(new CancelJobRequest { JobId = jobId }, Unary(cancellationToken)).ConfigureAwait(false)).Job;
+
+    /// <inheritdoc />
+    public void Dispose() => _ownedChannel?.Dispose();
+
+    private CallOptions Unary(CancellationToken cancellationToken) =>
+        new(deadline: DateTime.UtcNow + _options.CallTimeout, cancellationToken: cancellationToken);
+
+    private TimeSpan Backoff(int attempt)
+    {
+        var ms = Math.Min(_options.MaxBackoff.TotalMilliseconds, _options.InitialBackoff.TotalMilliseconds * Math.Pow(2, attempt - 1));
+        return TimeSpan.FromMilliseconds(ms * (0.5 + (Random.Shared.NextDouble() / 2)));
+    }
+
+    private static CallInvoker WithKey(GrpcChannel channel, string? apiKey) =>
+        string.IsNullOrEmpty(apiKey)
+            ? channel.CreateCallInvoker()
+            : channel.Intercept(metadata =>
+            {
+                metadata.Add("authorization", $"Bearer {apiKey}");
+                return metadata;
+            });
+
+    private static ServiceConfig RetryConfig(EmbedCacheClientOptions options) => new()
+    {
+        MethodConfigs =
+        {
+            new MethodConfig
+            {
+                Names = { MethodName.Default },
+                RetryPolicy = new RetryPolicy
+                {
+                    MaxAttempts = Math.Max(2, options.MaxAttempts),
+                    InitialBackoff = options.InitialBackoff,
+                    MaxBackoff = options.MaxBackoff,
+                    BackoffMultiplier = 2,
+                    RetryableStatusCodes = { StatusCode.Unavailable },
+                },
+            },
+        },
+    };
+}
+
+/// <summary>A bidirectional lookup stream: send batches, read responses in the same order.</summary>
+public sealed class LookupStream : IAsyncDisposable
+{
+    private readonly AsyncDuplexStreamingCall<LookupRequest, LookupResponse> _call;
+    private ulong _nextId;
+
+    internal LookupStream(AsyncDuplexStreamingCall<LookupRequest, LookupResponse> call) => _call = call;
+
+    /// <summary>Sends one batch and waits for its response (requests are answered in order).</summary>
+    public async Task<LookupResponse> LookupAsync(LookupRequest request, CancellationToken cancellationToken = default)
+    {
+        request.RequestId = ++_nextId;
+        await _call.RequestStream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+        if (!await _call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            throw new RpcException(new Status(StatusCode.Unavailable, "the lookup stream ended early"));
+        return _call.ResponseStream.Current;
+    }
+
+    /// <summary>Sends a batch without waiting (pipelining); read responses with <see cref="ReadAsync"/>.</summary>
+    public Task SendAsync(LookupRequest request, CancellationToken cancellationToken = default)
+    {
+        request.RequestId = ++_nextId;
+        return _call.RequestStream.WriteAsync(request, cancellationToken);
+    }
+
+    /// <summary>Reads the next response; null when the stream has ended.</summary>
+    public async Task<LookupResponse?> ReadAsync(CancellationToken cancellationToken = default) =>
+        await _call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false) ? _call.ResponseStream.Current : null;
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (RpcException)
+        {
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        _call.Dispose();
     }
 }

@@ -1,0 +1,26 @@
+namespace EmbedCache.Client;
+
+/// <summary>How a client reaches and calls an EmbedCache service.</summary>
+public sealed class EmbedCacheClientOptions
+{
+    /// <summary>The service's gRPC address, e.g. <c>http://127.0.0.1:50051</c>.</summary>
+    public Uri Address { get; set; } = new("http://127.0.0.1:50051");
+
+    /// <summary>Sent as <c>authorization: Bearer &lt;key&gt;</c> when set.</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>Deadline of unary calls (lookups, stats, ...). Streams have none by default.</summary>
+    public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Attempts (first try included) for a call that fails with UNAVAILABLE.</summary>
+    public int MaxAttempts { get; set; } = 5;
+
+    /// <summary>First retry delay; doubles each attempt up to <see cref="MaxBackoff"/>.</summary>
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Longest delay between retries.</summary>
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Largest message the client accepts (a response of N × dim embeddings).</summary>
+    public int MaxReceiveMessageBytes { get; set; } = 256 << 20;
+}
