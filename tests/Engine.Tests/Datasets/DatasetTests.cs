@@ -131,7 +131,7 @@ public sealed class DatasetTests
         var catalog = new DatasetCatalog(new Dictionary<string, string>(), root.Combine("data"));
         Directory.CreateDirectory(root.Combine("data", "inside"));
 
-        var e = Assert.Throws<DatasetNotFoundException>(() => catalog.Resolve(path));
+        var e = Assert.Throws<DatasetPathException>(() => catalog.Resolve(path));
 
         Assert.Contains("outside the data root", e.Message, StringComparison.Ordinal);
     }
@@ -147,7 +147,7 @@ public sealed class DatasetTests
         Directory.CreateSymbolicLink(root.Combine("data", "link"), root.Combine("secret"));
         var catalog = new DatasetCatalog(new Dictionary<string, string>(), root.Combine("data"));
 
-        var e = Assert.Throws<DatasetNotFoundException>(() => catalog.Resolve("link"));
+        var e = Assert.Throws<DatasetPathException>(() => catalog.Resolve("link"));
 
         Assert.Contains("outside the data root", e.Message, StringComparison.Ordinal);
     }

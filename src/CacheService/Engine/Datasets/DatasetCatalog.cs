@@ -51,10 +51,10 @@ public sealed class DatasetCatalog
             if (_dataRoot is null)
                 throw new DatasetNotFoundException($"unknown dataset '{nameOrPath}' (registered: {string.Join(", ", _registered.Keys)}; no data root is configured for paths)");
             if (!DatasetManifest.IsInside(_dataRoot, nameOrPath))
-                throw new DatasetNotFoundException($"dataset path '{nameOrPath}' is outside the data root");
+                throw new DatasetPathException($"dataset path '{nameOrPath}' is outside the data root");
             directory = Path.GetFullPath(Path.Combine(_dataRoot, nameOrPath));
             if (IsThroughSymlinkOutside(directory))
-                throw new DatasetNotFoundException($"dataset path '{nameOrPath}' leads outside the data root");
+                throw new DatasetPathException($"dataset path '{nameOrPath}' leads outside the data root");
             if (!Directory.Exists(directory))
                 throw new DatasetNotFoundException($"no dataset directory '{nameOrPath}' under the data root");
         }
@@ -80,5 +80,8 @@ public sealed class DatasetCatalog
     }
 }
 
-/// <summary>An unknown dataset or a path the catalog refuses.</summary>
+/// <summary>An unknown dataset name, or a path under the data root with no dataset.</summary>
 public sealed class DatasetNotFoundException(string message) : Exception(message);
+
+/// <summary>A dataset path the catalog refuses: outside the data root, or through a link leading out.</summary>
+public sealed class DatasetPathException(string message) : Exception(message);
