@@ -22,7 +22,7 @@ internal static class StoreTestKit
 
     /// <summary>Random-looking but reproducible bytes of row <paramref name="item"/> (unique per item and salt).</summary>
     public static void FillRow(Span<byte> row, long item, int salt = 0) =>
-        new Random(HashCode.Combine(item, salt, 0x5eed)).NextBytes(row);
+        new Random(unchecked((int)(item * 7919) + (salt * 1_000_003) + 0x5eed)).NextBytes(row);
 
     public static byte[] Rows(int rowBytes, long first, int count, int salt = 0)
     {
