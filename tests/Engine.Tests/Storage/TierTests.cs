@@ -126,6 +126,38 @@ public sealed class TierTests
     }
 
     [Fact]
+    public void GpuTier_RowChangedInTheTable_IsDetectedDroppedAndServedIntactFromFaster()
+    {
+        using var store = EmbeddingStore.Open(Options(null));
+        var ns = store.Register(Spec("gpu", Tier.Gpu));
+        var rb = ns.RowBytes;
+        using var session = store.NewSession();
+        session.Put(ns, ItemKeyBatch.Positional("ds", "s", Range(0, 10)), Rows(rb, 0, 10));
+        if (ns.OnDevice)
+            return; // the table is device memory here; the host fallback is what this test can reach into
+
+        // Flip a byte of item 6's row inside the tensor table (item i went to slot i: the table was empty).
+        var field = typeof(GpuTable).GetField("_table", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+        var table = (TorchSharp.torch.Tensor)field.GetValue(ns.State.Table)!;
+        table.bytes[(6 * rb) + 100] ^= 0x01;
+
+        var rows = new byte[10 * rb];
+        var mask = new byte[2];
+        var gpuHits = ns.GpuHits;
+        Assert.Equal(10, session.Get(ns, ItemKeyBatch.Positional("ds", "s", Range(0, 10)), rows, mask));
+        Assert.Equal(Rows(rb, 0, 10), rows); // the bad table row was not returned: item 6 came from FASTER
+        Assert.Equal(1, ns.GpuCorruptRows);
+        Assert.Equal(9, ns.GpuHits - gpuHits);
+
+        // Promoted again from FASTER: the next read is all from the table, intact.
+        gpuHits = ns.GpuHits;
+        Assert.Equal(10, session.Get(ns, ItemKeyBatch.Positional("ds", "s", Range(0, 10)), rows, mask));
+        Assert.Equal(Rows(rb, 0, 10), rows);
+        Assert.Equal(10, ns.GpuHits - gpuHits);
+        Assert.Equal(1, ns.GpuCorruptRows);
+    }
+
+    [Fact]
     public void GpuTier_WithoutCuda_FallsBackWithOneWarningAndRequireGpuRefusesToOpen()
     {
         var logs = new CollectingLoggerFactory();

@@ -572,6 +572,9 @@ public sealed class EmbeddingStore : IDisposable
         public bool IsDeleted(ref SpanByte key, ref SpanByte value) => key.AsReadOnlySpan().StartsWith(fingerprint);
     }
 
+    internal void ReportTableCorruption(NamespaceState state, int count, string firstKey) =>
+        StoreLog.TableCorruption(_logger, count, state.Spec.Encoder, state.Spec.Fingerprint, firstKey);
+
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
     /// <summary>Takes a final checkpoint (with a SaveDir) and closes the store. Sessions still open are closed too.</summary>

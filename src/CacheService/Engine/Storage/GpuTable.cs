@@ -67,7 +67,8 @@ internal sealed class GpuTable : IDisposable
     /// <summary>
     /// Copies the rows of keys present in the table into <paramref name="destination"/> (row i at i × rowBytes) and
     /// sets their found bits. Rows of absent keys are left with unspecified bytes. Returns (hits, first corrupt index
-    /// or -1, corrupt count); a corrupt slot is dropped from the table and its found bit is not set.
+    /// or -1, corrupt count); a row failing its checksum is dropped from the table and its found bit is not set, so
+    /// the caller reads it from the backing store instead.
     /// </summary>
     public (int Hits, int FirstCorrupt, int CorruptCount) Gather(ReadOnlySpan<UInt128> keys, ReadOnlySpan<ulong> seeds, Span<byte> destination, Span<byte> foundMask, Span<int> slotOf)
     {

@@ -39,6 +39,9 @@ public sealed class NamespaceHandle
     /// <summary>Rows served from the Gpu table (a subset of <see cref="Hits"/>).</summary>
     public long GpuHits => Interlocked.Read(ref State.GpuHits);
 
+    /// <summary>Rows of the Gpu table that failed their checksum; each was dropped from the table and re-read from FASTER.</summary>
+    public long GpuCorruptRows => Interlocked.Read(ref State.GpuCorruptRows);
+
     /// <summary>False once the namespace has been dropped; calls with this handle then throw.</summary>
     public bool IsLive => !State.Dropped;
 
@@ -83,6 +86,7 @@ internal sealed class NamespaceState
     public long Hits;
     public long Misses;
     public long GpuHits;
+    public long GpuCorruptRows;
 
     public void ThrowIfDropped()
     {

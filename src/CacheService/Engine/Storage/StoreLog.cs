@@ -25,6 +25,9 @@ internal static partial class StoreLog
     [LoggerMessage(EventId = 3007, Level = LogLevel.Information, Message = "Dropped namespace {Fingerprint}: {Items} items, {Bytes} bytes reclaimed")]
     public static partial void Dropped(ILogger logger, Embeddings.Fingerprint fingerprint, long items, long bytes);
 
+    [LoggerMessage(EventId = 3009, Level = LogLevel.Warning, Message = "{Count} row(s) of the Gpu table of {Encoder} ({Fingerprint}) failed their checksum (first: {FirstKey}); dropped from the table and re-read from the store")]
+    public static partial void TableCorruption(ILogger logger, int count, string encoder, Embeddings.Fingerprint fingerprint, string firstKey);
+
     [LoggerMessage(EventId = 3008, Level = LogLevel.Error, Message = "Final checkpoint on dispose failed")]
     public static partial void FinalCheckpointFailed(ILogger logger, Exception exception);
 }

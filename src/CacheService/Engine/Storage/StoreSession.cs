@@ -101,16 +101,17 @@ public sealed unsafe class StoreSession : IDisposable
                     var slots = Grow(ref _slots, n);
                     var gathered = table.Gather(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), destination, mask, slots);
                     gpuHits = gathered.Hits;
-                    (corrupt, firstCorrupt) = (gathered.CorruptCount, gathered.FirstCorrupt);
+                    if (gathered.CorruptCount > 0)
+                    {
+                        // The table is a cache: a bad row there is dropped and re-read from FASTER (verified again).
+                        Interlocked.Add(ref state.GpuCorruptRows, gathered.CorruptCount);
+                        _store.ReportTableCorruption(state, gathered.CorruptCount, keys.Describe(gathered.FirstCorrupt));
+                    }
+
                     var misses = CollectUnset(mask, n);
                     if (misses.Length > 0)
                     {
-                        var (c, f) = RunReads(part, ref source, ReadMode.Rows, rows, rowBytes, maskPtr, misses.Length, misses, all: false);
-                        if (c > 0)
-                        {
-                            corrupt += c;
-                            firstCorrupt = firstCorrupt < 0 ? f : Math.Min(firstCorrupt, f);
-                        }
+                        (corrupt, firstCorrupt) = RunReads(part, ref source, ReadMode.Rows, rows, rowBytes, maskPtr, misses.Length, misses, all: false);
 
                         var promote = CollectSet(mask, misses);
                         table.Insert(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), destination, promote);
