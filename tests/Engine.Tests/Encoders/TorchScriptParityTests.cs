@@ -149,6 +149,25 @@ public sealed class TorchScriptParityTests
     }
 
     [Fact]
+    public void TokenIdsModel_FromSeveralThreadsAtOnce_GivesTheSameBitsAsOneThread()
+    {
+        using var encoder = Create(TokenModel());
+        var expected = Encode(encoder, Sentences);
+
+        var failures = 0;
+        Parallel.For(0, 6, new ParallelOptions { MaxDegreeOfParallelism = 6 }, _ =>
+        {
+            for (var round = 0; round < 10; round++)
+            {
+                if (!Encode(encoder, Sentences).AsSpan().SequenceEqual(expected))
+                    Interlocked.Increment(ref failures);
+            }
+        });
+
+        Assert.Equal(0, failures);
+    }
+
+    [Fact]
     public void TorchScriptModel_RejectsBadFeatures_AndKeepsServing()
     {
         using var encoder = Create(TokenModel(o => o.TooLong = "reject"));

@@ -10,7 +10,8 @@ namespace EmbedCache.Engine.Encoders;
 /// most <see cref="BatchSize"/> items one dispose scope, one forward under <c>inference_mode</c> on the
 /// calling thread, optional L2 normalisation, and one block copy of the result into the caller's span.
 /// The model is shared by all callers without a lock: it is in eval mode, its parameters are never written
-/// after load, and libtorch's inference-mode and dispose-scope state is per thread.
+/// after load, and libtorch's inference-mode and dispose-scope state is per thread (tests run 6–8 callers
+/// at once and compare bits). <see cref="Dispose"/> frees the model: call it only once callers have stopped.
 /// </summary>
 internal abstract class TorchEncoder : IEncoder
 {
