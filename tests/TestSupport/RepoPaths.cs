@@ -19,8 +19,8 @@ public static class RepoPaths
         return path;
     }
 
-    /// <summary>The built main assembly of a helper project under tests/, e.g. ("StoreCrashChild", "EmbedCache.StoreCrashChild").</summary>
-    public static string BuiltTestAssembly(string projectFolder, string assemblyName)
+    /// <summary>The built main assembly of a helper program under tests/, e.g. ("EncoderProbe", "EmbedCache.EncoderProbe").</summary>
+    public static string BuiltTestProgram(string projectFolder, string assemblyName)
     {
         var path = Path.Combine(Root, "tests", projectFolder, "bin", Configuration, "net10.0", assemblyName + ".dll");
         if (!File.Exists(path))

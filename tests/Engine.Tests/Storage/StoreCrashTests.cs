@@ -18,7 +18,7 @@ public sealed partial class StoreCrashTests
         const int checkpointed = 3000;
         long version;
         using (var child = ChildProcess.Start(
-            RepoPaths.BuiltTestAssembly("StoreCrashChild", "EmbedCache.StoreCrashChild"),
+            RepoPaths.BuiltTestProgram("StoreCrashChild", "EmbedCache.StoreCrashChild"),
             [dir.Path, checkpointed.ToString(CultureInfo.InvariantCulture)]))
         {
             var line = await child.WaitForLineAsync(CheckpointLine(), "the child's checkpoint", TimeSpan.FromSeconds(120));
