@@ -69,7 +69,7 @@ public sealed partial class ProcessLifecycleTests
         // and its HTTP port is 0 only if the file wins over appsettings.json (8080).
         await File.WriteAllTextAsync(file, """{ "EmbedCache": { "GrpcPort": 99999, "HttpPort": 0 } }""");
         using var child = ChildProcess.Start(ServiceDll, ["--config", file],
-            new Dictionary<string, string> { ["EmbedCache__GrpcPort"] = "0", ["EmbedCache__SaveDir"] = dir.Path });
+            new Dictionary<string, string> { ["EmbedCache__GrpcPort"] = "0", ["EmbedCache__SaveDir"] = dir.Combine("save") });
 
         var listening = await child.WaitForLineAsync(ListeningLine(), "the service to start with layered config");
 

@@ -1,8 +1,10 @@
 using System.Net;
+using EmbedCache.Service.Grpc;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Options;
+using Prometheus;
 using Serilog;
 
 namespace EmbedCache.Service.Hosting;
@@ -126,14 +128,20 @@ public static class EmbedCacheHost
 
     public static void AddEmbedCacheLogging(this WebApplicationBuilder builder)
     {
-        builder.Services.AddSerilog((services, lc) => lc
-            .MinimumLevel.Information()
-            .MinimumLevel.Override("Microsoft.AspNetCore", Serilog.Events.LogEventLevel.Warning)
-            .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Warning)
-            .MinimumLevel.Override("Grpc", Serilog.Events.LogEventLevel.Warning)
-            .ReadFrom.Configuration(builder.Configuration)
-            .Enrich.FromLogContext()
-            .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}"));
+        var json = string.Equals(builder.Configuration[$"{EmbedCacheOptions.SectionName}:LogFormat"], "json", StringComparison.OrdinalIgnoreCase);
+        builder.Services.AddSerilog((services, lc) =>
+        {
+            lc.MinimumLevel.Information()
+                .MinimumLevel.Override("Microsoft.AspNetCore", Serilog.Events.LogEventLevel.Warning)
+                .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Warning)
+                .MinimumLevel.Override("Grpc", Serilog.Events.LogEventLevel.Warning)
+                .ReadFrom.Configuration(builder.Configuration)
+                .Enrich.FromLogContext();
+            if (json)
+                lc.WriteTo.Console(new Serilog.Formatting.Compact.CompactJsonFormatter());
+            else
+                lc.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}");
+        });
     }
 
     /// <summary>Two Kestrel listeners: gRPC (HTTP/2 cleartext) and HTTP/1.1 for health, metrics and status.</summary>
@@ -173,21 +181,37 @@ public static class EmbedCacheHost
             .BindConfiguration(EmbedCacheOptions.SectionName)
             .ValidateOnStart();
 
+        builder.Services.AddSingleton<EngineHost>();
+        builder.Services.AddSingleton<ServiceMetrics>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<EngineHost>());
+
         builder.Services.AddGrpc(o =>
         {
             o.EnableDetailedErrors = false;
+            o.Interceptors.Add<MetricsInterceptor>();
+            o.Interceptors.Add<ErrorMappingInterceptor>();
         });
+        builder.Services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
+            .Configure<IOptions<EmbedCacheOptions>>((grpc, cache) =>
+            {
+                grpc.MaxReceiveMessageSize = cache.Value.Limits.MaxReceiveMessageBytes;
+                grpc.MaxSendMessageSize = null;
+            });
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks()
             .AddCheck<LifecycleHealthCheck>("lifecycle");
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         builder.Services.AddHostedService<StartupLog>();
     }
 
     public static void MapEmbedCache(this WebApplication app)
     {
+        app.MapGrpcService<EmbeddingCacheService>();
+        app.MapGrpcService<CacheAdminService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         app.MapHealthChecks("/healthz");
+        app.MapMetrics("/metrics", app.Services.GetRequiredService<ServiceMetrics>().Registry);
     }
 }
 

@@ -1,4 +1,9 @@
 using System.Net;
+using EmbedCache.Engine.Caching;
+using EmbedCache.Engine.Embeddings;
+using EmbedCache.Engine.Encoders;
+using EmbedCache.Engine.Jobs;
+using EmbedCache.Engine.Storage;
 using Microsoft.Extensions.Options;
 
 namespace EmbedCache.Service.Hosting;
@@ -19,6 +24,82 @@ public sealed class EmbedCacheOptions
 
     /// <summary>Directory for the persistent store; empty means memory only.</summary>
     public string? SaveDir { get; set; }
+
+    /// <summary>Console log format: <c>text</c> (human) or <c>json</c> (compact JSON, one event per line).</summary>
+    public string LogFormat { get; set; } = "text";
+
+    /// <summary>
+    /// Directory under which datasets may be named by relative path (relative to the service's
+    /// content root when itself relative). Nothing outside it is ever read.
+    /// </summary>
+    public string DataRoot { get; set; } = "datasets";
+
+    /// <summary>Registered datasets: name → directory holding a dataset.json (relative to DataRoot, or absolute).</summary>
+    public Dictionary<string, string> Datasets { get; set; } = new(StringComparer.Ordinal)
+    {
+        ["digits"] = "digits",
+    };
+
+    /// <summary>
+    /// Encoders by name. Starts with the built-in defaults (minilm, convnet, mlp), so config can
+    /// tune those (<c>Encoders:minilm:MaxLength</c>) or add new ones (with a <c>Kind</c>).
+    /// </summary>
+    public Dictionary<string, EncoderOptions> Encoders { get; set; } =
+        EncoderRegistry.Defaults().ToDictionary(kv => kv.Key, kv => kv.Value.Clone(), StringComparer.Ordinal);
+
+    /// <summary>Store tiers, budgets and checkpointing (SaveDir above is the store's directory).</summary>
+    public StoreSection Store { get; set; } = new();
+
+    public JobSection Jobs { get; set; } = new();
+
+    public LimitSection Limits { get; set; } = new();
+
+    public sealed class StoreSection
+    {
+        /// <summary>Tier for encoders that do not choose one: Auto (Gpu with CUDA, else Cpu), Gpu, Cpu or Disk.</summary>
+        public Tier DefaultTier { get; set; } = Tier.Auto;
+
+        public long CpuMemoryBytes { get; set; } = 2L << 30;
+
+        public long DiskMemoryBytes { get; set; } = 64L << 20;
+
+        public long GpuMemoryBytes { get; set; } = 1L << 30;
+
+        /// <summary>Refuse to start when a Gpu-tier encoder has no CUDA device, instead of falling back to host memory.</summary>
+        public bool RequireGpu { get; set; }
+
+        /// <summary>Seconds between periodic checkpoints; 0 disables them (checkpoints still follow prewarm jobs and shutdown).</summary>
+        public int CheckpointIntervalSeconds { get; set; } = 60;
+
+        /// <summary>Move a SaveDir that is not a compatible store aside (and start empty) instead of refusing to start.</summary>
+        public bool MoveAsideIncompatibleSaveDir { get; set; }
+    }
+
+    public sealed class JobSection
+    {
+        public int DefaultBatchSize { get; set; } = 64;
+
+        public int MaxWorkers { get; set; } = Math.Max(1, Environment.ProcessorCount * 2);
+
+        public int MaxConcurrentJobs { get; set; } = 2;
+
+        /// <summary>Seconds between checkpoints while a prewarm writes (how far "committed" can lag).</summary>
+        public int CheckpointIntervalSeconds { get; set; } = 10;
+    }
+
+    public sealed class LimitSection
+    {
+        /// <summary>Keys in one lookup request.</summary>
+        public int MaxKeysPerRequest { get; set; } = 16384;
+
+        /// <summary>Largest gRPC message the service accepts.</summary>
+        public int MaxReceiveMessageBytes { get; set; } = 64 << 20;
+
+        /// <summary>Items in one StreamDataset batch.</summary>
+        public int MaxStreamBatchSize { get; set; } = 8192;
+
+        public int DefaultStreamBatchSize { get; set; } = 1024;
+    }
 }
 
 /// <summary>Names the bad key in one line, so a misconfigured service says exactly what to fix.</summary>
@@ -39,10 +120,73 @@ public sealed class EmbedCacheOptionsValidator : IValidateOptions<EmbedCacheOpti
             errors.Add($"{p}{nameof(options.GrpcPort)} and {p}{nameof(options.HttpPort)} must differ (both {options.GrpcPort})");
         if (options.SaveDir is { Length: > 0 } dir && dir.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
             errors.Add($"{p}{nameof(options.SaveDir)} is not a valid path ('{dir}')");
+        if (options.LogFormat is not ("text" or "json"))
+            errors.Add($"{p}{nameof(options.LogFormat)} must be 'text' or 'json' (was '{options.LogFormat}')");
+        if (string.IsNullOrWhiteSpace(options.DataRoot))
+            errors.Add($"{p}{nameof(options.DataRoot)} must name a directory");
+        foreach (var (dataset, path) in options.Datasets)
+        {
+            if (string.IsNullOrWhiteSpace(path))
+                errors.Add($"{p}Datasets:{dataset} must name a dataset directory");
+        }
+
+        foreach (var (encoderName, encoder) in options.Encoders)
+        {
+            foreach (var error in encoder.Validate(encoderName))
+                errors.Add(p + error);
+        }
+
+        foreach (var error in options.ToStoreOptions(contentRoot: "/").Validate())
+            errors.Add($"{p}Store:{error}");
+        var s = options.Store;
+        if (s.CheckpointIntervalSeconds < 0)
+            errors.Add($"{p}Store:CheckpointIntervalSeconds must be >= 0 (was {s.CheckpointIntervalSeconds})");
+        var j = options.Jobs;
+        if (j.DefaultBatchSize is < 1 or > JobOptions.MaxBatchSize)
+            errors.Add($"{p}Jobs:DefaultBatchSize must be between 1 and {JobOptions.MaxBatchSize} (was {j.DefaultBatchSize})");
+        if (j.MaxWorkers < 1)
+            errors.Add($"{p}Jobs:MaxWorkers must be >= 1 (was {j.MaxWorkers})");
+        if (j.MaxConcurrentJobs < 1)
+            errors.Add($"{p}Jobs:MaxConcurrentJobs must be >= 1 (was {j.MaxConcurrentJobs})");
+        if (j.CheckpointIntervalSeconds < 1)
+            errors.Add($"{p}Jobs:CheckpointIntervalSeconds must be >= 1 (was {j.CheckpointIntervalSeconds})");
+        var l = options.Limits;
+        if (l.MaxKeysPerRequest < 1)
+            errors.Add($"{p}Limits:MaxKeysPerRequest must be >= 1 (was {l.MaxKeysPerRequest})");
+        if (l.MaxReceiveMessageBytes < 4096)
+            errors.Add($"{p}Limits:MaxReceiveMessageBytes must be >= 4096 (was {l.MaxReceiveMessageBytes})");
+        if (l.MaxStreamBatchSize is < 1 or > CacheEngine.MaxStreamBatchSize)
+            errors.Add($"{p}Limits:MaxStreamBatchSize must be between 1 and {CacheEngine.MaxStreamBatchSize} (was {l.MaxStreamBatchSize})");
+        if (l.DefaultStreamBatchSize < 1 || l.DefaultStreamBatchSize > l.MaxStreamBatchSize)
+            errors.Add($"{p}Limits:DefaultStreamBatchSize must be between 1 and Limits:MaxStreamBatchSize (was {l.DefaultStreamBatchSize})");
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 
     internal static bool IsValidListenAddress(string? address) =>
         address is "*" or "localhost" || IPAddress.TryParse(address, out _);
+}
+
+internal static class EmbedCacheOptionsMapping
+{
+    /// <summary>The engine's store options; relative paths resolve against the content root.</summary>
+    public static StoreOptions ToStoreOptions(this EmbedCacheOptions options, string contentRoot) => new()
+    {
+        SaveDir = string.IsNullOrWhiteSpace(options.SaveDir) ? null : Path.GetFullPath(options.SaveDir, contentRoot),
+        DefaultTier = options.Store.DefaultTier,
+        CpuMemoryBytes = options.Store.CpuMemoryBytes,
+        DiskMemoryBytes = options.Store.DiskMemoryBytes,
+        GpuMemoryBytes = options.Store.GpuMemoryBytes,
+        RequireGpu = options.Store.RequireGpu,
+        CheckpointInterval = TimeSpan.FromSeconds(Math.Max(0, options.Store.CheckpointIntervalSeconds)),
+        MoveAsideIncompatibleSaveDir = options.Store.MoveAsideIncompatibleSaveDir,
+    };
+
+    public static JobOptions ToJobOptions(this EmbedCacheOptions options) => new()
+    {
+        DefaultBatchSize = options.Jobs.DefaultBatchSize,
+        MaxWorkers = options.Jobs.MaxWorkers,
+        MaxConcurrentJobs = options.Jobs.MaxConcurrentJobs,
+        CheckpointInterval = TimeSpan.FromSeconds(options.Jobs.CheckpointIntervalSeconds),
+    };
 }

@@ -98,6 +98,36 @@ public sealed class ItemKeyBatch
             ? _hashes.AsSpan(index * ContentHash.Size, ContentHash.Size)
             : throw new InvalidOperationException($"a {Scheme} batch has no content keys");
 
+    /// <summary>The entries at <paramref name="positions"/>, in that order, as a new batch of the same scheme.</summary>
+    public ItemKeyBatch Select(ReadOnlySpan<int> positions)
+    {
+        switch (Scheme)
+        {
+            case KeyScheme.Positional:
+                var indices = new ulong[positions.Length];
+                for (var i = 0; i < positions.Length; i++)
+                    indices[i] = _indices![positions[i]];
+                return new ItemKeyBatch(KeyScheme.Positional, indices.Length, _positionalPrefix, indices, null, null);
+            case KeyScheme.Custom:
+                var keys = new ReadOnlyMemory<byte>[positions.Length];
+                for (var i = 0; i < positions.Length; i++)
+                    keys[i] = _custom![positions[i]];
+                return new ItemKeyBatch(KeyScheme.Custom, keys.Length, null, null, keys, null);
+            default:
+                var hashes = new byte[positions.Length * ContentHash.Size];
+                for (var i = 0; i < positions.Length; i++)
+                    _hashes.AsSpan(positions[i] * ContentHash.Size, ContentHash.Size).CopyTo(hashes.AsSpan(i * ContentHash.Size));
+                return new ItemKeyBatch(KeyScheme.Content, positions.Length, null, null, null, hashes);
+        }
+    }
+
+    /// <summary>The encoded item key of entry <paramref name="index"/> (scheme-specific bytes), as a new array.</summary>
+    public byte[] ItemKey(int index)
+    {
+        Span<byte> buffer = stackalloc byte[MaxItemKeyBytes];
+        return buffer[..WriteItemKey(index, buffer)].ToArray();
+    }
+
     /// <summary>Writes the encoded item key of entry <paramref name="index"/>; returns its length.</summary>
     internal int WriteItemKey(int index, Span<byte> destination)
     {

@@ -1,0 +1,221 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using EmbedCache.Engine.Datasets;
+using EmbedCache.Engine.Keys;
+using EmbedCache.Engine.Storage;
+
+namespace EmbedCache.Engine.Caching;
+
+/// <summary>A request to stream one cached split (the label-cache path).</summary>
+public sealed record StreamRequest(
+    string Dataset, string Split, IReadOnlyList<string> Encoders, int BatchSize, bool Shuffle, ulong Seed, uint Epoch,
+    ulong StartOffset, bool IncludeLabels);
+
+/// <summary>
+/// One streamed batch. Embedding rows live in pooled buffers: dispose the batch once it has been
+/// written out.
+/// </summary>
+public sealed class StreamBatch : IDisposable
+{
+    internal StreamBatch(ulong offset, ulong total, ulong[] indices, EncoderRows[] results)
+    {
+        Offset = offset;
+        Total = total;
+        Indices = indices;
+        Results = results;
+    }
+
+    /// <summary>Position of this batch's first element in the epoch order.</summary>
+    public ulong Offset { get; }
+
+    /// <summary>Elements in the epoch: items, or pairs for pair datasets.</summary>
+    public ulong Total { get; }
+
+    /// <summary>Item indices whose embeddings are in <see cref="Results"/>, row by row.</summary>
+    public ulong[] Indices { get; }
+
+    public EncoderRows[] Results { get; }
+
+    /// <summary>Group id per item of <see cref="Indices"/>, for group datasets.</summary>
+    public long[]? Groups { get; internal init; }
+
+    /// <summary>The pairs of this batch, for pair datasets; their A/B are item indices in <see cref="Indices"/>.</summary>
+    public PairLabel[]? Pairs { get; internal init; }
+
+    public void Dispose()
+    {
+        foreach (var r in Results)
+            r.Dispose();
+    }
+}
+
+/// <summary>Rows of one encoder for a batch: <see cref="Length"/> bytes of a pooled buffer.</summary>
+public sealed class EncoderRows(EncoderEntry encoder, byte[] buffer, int length) : IDisposable
+{
+    private byte[]? _buffer = buffer;
+
+    public EncoderEntry Encoder { get; } = encoder;
+
+    public int Length { get; } = length;
+
+    public ReadOnlyMemory<byte> Rows => (_buffer ?? throw new ObjectDisposedException(nameof(EncoderRows))).AsMemory(0, Length);
+
+    public void Dispose()
+    {
+        var b = Interlocked.Exchange(ref _buffer, null);
+        if (b is not null)
+            ArrayPool<byte>.Shared.Return(b);
+    }
+}
+
+public sealed partial class CacheEngine
+{
+    public const int MaxStreamBatchSize = 8192;
+
+    /// <summary>The split's manifest, or <see cref="NotCachedException"/> naming what is missing.</summary>
+    public SplitManifest RequireCachedSplit(string dataset, string split, IReadOnlyList<EncoderEntry> encoders)
+    {
+        SplitManifest? manifest;
+        using (var lease = Sessions.Rent())
+            manifest = SplitManifest.Load(lease.Session, dataset, split);
+        if (manifest is null)
+            throw new NotCachedException($"split '{split}' of dataset '{dataset}' is not cached: prewarm it first (or ask to fill missing items)");
+        if (!manifest.LabelsComplete)
+            throw new NotCachedException($"split '{split}' of dataset '{dataset}' is only partly cached: its prewarm has not completed");
+        foreach (var e in encoders)
+        {
+            if (!manifest.CompleteFor.Contains(e.Fingerprint.ToString()))
+                throw new NotCachedException($"split '{split}' of dataset '{dataset}' is not cached for encoder '{e.Name}' (fingerprint {e.Fingerprint}): prewarm it first (or ask to fill missing items)");
+        }
+
+        return manifest;
+    }
+
+    /// <summary>
+    /// Streams a cached split in epoch order: (seed, epoch) fix a permutation that every caller
+    /// sees identically. Each batch carries the rows of every requested encoder and the labels.
+    /// </summary>
+    public async IAsyncEnumerable<StreamBatch> StreamSplitAsync(StreamRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (request.Encoders.Count == 0)
+            throw new InvalidRequestException("encoders", "name at least one encoder");
+        if (request.BatchSize is < 1 or > MaxStreamBatchSize)
+            throw new InvalidRequestException("batch_size", $"must be between 1 and {MaxStreamBatchSize} (was {request.BatchSize})");
+        var encoders = request.Encoders.Select(GetEncoder).ToArray();
+        var manifest = RequireCachedSplit(request.Dataset, request.Split, encoders);
+
+        var isPairs = manifest.Labels == DatasetLabelKind.Pair;
+        var total = isPairs ? manifest.Pairs : manifest.Items;
+        if (request.StartOffset > (ulong)total)
+            throw new InvalidRequestException("start_offset", $"is past the end of the split ({total} elements)");
+        var order = EpochOrder.Permutation(total, request.Seed, request.Epoch, request.Shuffle);
+
+        for (var offset = (long)request.StartOffset; offset < total; offset += request.BatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var n = (int)Math.Min(request.BatchSize, total - offset);
+            var positions = order.AsSpan((int)offset, n);
+            yield return isPairs
+                ? ReadPairBatch(request, manifest, encoders, positions, (ulong)offset, (ulong)total, cancellationToken)
+                : ReadItemBatch(request, manifest, encoders, positions.ToArray(), (ulong)offset, (ulong)total, cancellationToken);
+            await Task.Yield();
+        }
+    }
+
+    private StreamBatch ReadItemBatch(StreamRequest request, SplitManifest manifest, EncoderEntry[] encoders, ulong[] indices,
+        ulong offset, ulong total, CancellationToken cancellationToken)
+    {
+        using var lease = Sessions.Rent();
+        var session = lease.Session;
+        var keys = KeysFor(session, manifest, indices);
+        var results = ReadRows(session, encoders, keys, request, cancellationToken);
+        long[]? groups = null;
+        if (request.IncludeLabels && manifest.Labels == DatasetLabelKind.Group)
+        {
+            groups = new long[indices.Length];
+            var mask = new byte[(indices.Length + 7) / 8];
+            var found = session.GetGroupLabels(manifest.Dataset, manifest.Split, indices, groups, mask);
+            if (found != indices.Length)
+            {
+                DisposeAll(results);
+                throw new NotCachedException($"{indices.Length - found} labels of split '{manifest.Split}' of dataset '{manifest.Dataset}' are missing: prewarm it again");
+            }
+        }
+
+        return new StreamBatch(offset, total, indices, results) { Groups = groups };
+    }
+
+    private StreamBatch ReadPairBatch(StreamRequest request, SplitManifest manifest, EncoderEntry[] encoders, ReadOnlySpan<ulong> pairPositions,
+        ulong offset, ulong total, CancellationToken cancellationToken)
+    {
+        using var lease = Sessions.Rent();
+        var session = lease.Session;
+        var pairIndices = pairPositions.ToArray();
+        var pairs = new PairLabel[pairIndices.Length];
+        var mask = new byte[(pairIndices.Length + 7) / 8];
+        if (session.GetPairLabels(manifest.Dataset, manifest.Split, pairIndices, pairs, mask) != pairIndices.Length)
+            throw new NotCachedException($"pairs of split '{manifest.Split}' of dataset '{manifest.Dataset}' are missing: prewarm it again");
+
+        // Each item once, in first-seen order; pairs refer to items by index.
+        var seen = new HashSet<ulong>();
+        var items = new List<ulong>(pairs.Length * 2);
+        foreach (var p in pairs)
+        {
+            if (seen.Add(p.A))
+                items.Add(p.A);
+            if (seen.Add(p.B))
+                items.Add(p.B);
+        }
+
+        var indices = items.ToArray();
+        var keys = KeysFor(session, manifest, indices);
+        var results = ReadRows(session, encoders, keys, request, cancellationToken);
+        return new StreamBatch(offset, total, indices, results) { Pairs = request.IncludeLabels ? pairs : null };
+    }
+
+    private static ItemKeyBatch KeysFor(StoreSession session, SplitManifest manifest, ulong[] indices)
+    {
+        if (manifest.KeyScheme == DatasetKeyScheme.Positional)
+            return ItemKeyBatch.Positional(manifest.Dataset, manifest.Split, indices);
+        var mask = new byte[(indices.Length + 7) / 8];
+        var keys = session.GetIndexKeys(manifest.Dataset, manifest.Split, indices, mask);
+        if (keys is null || keys.Count != indices.Length || MissingPositions(mask, indices.Length).Length > 0)
+            throw new NotCachedException($"the index-to-key map of split '{manifest.Split}' of dataset '{manifest.Dataset}' is incomplete: prewarm it again");
+        return keys;
+    }
+
+    private static EncoderRows[] ReadRows(StoreSession session, EncoderEntry[] encoders, ItemKeyBatch keys, StreamRequest request, CancellationToken cancellationToken)
+    {
+        var results = new EncoderRows[encoders.Length];
+        var n = keys.Count;
+        var mask = new byte[(n + 7) / 8];
+        try
+        {
+            for (var e = 0; e < encoders.Length; e++)
+            {
+                var encoder = encoders[e];
+                var length = n * encoder.RowBytes;
+                var buffer = ArrayPool<byte>.Shared.Rent(length);
+                results[e] = new EncoderRows(encoder, buffer, length);
+                Array.Clear(mask);
+                var found = session.Get(encoder.Namespace, keys, buffer.AsSpan(0, length), mask, cancellationToken);
+                encoder.RecordLookup(found, n - found);
+                if (found != n)
+                    throw new NotCachedException($"{n - found} embeddings of encoder '{encoder.Name}' for split '{request.Split}' of dataset '{request.Dataset}' are missing (dropped or evicted?): prewarm it again");
+            }
+        }
+        catch
+        {
+            DisposeAll(results);
+            throw;
+        }
+
+        return results;
+    }
+
+    private static void DisposeAll(EncoderRows?[] rows)
+    {
+        foreach (var r in rows)
+            r?.Dispose();
+    }
+}

@@ -1,0 +1,236 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using EmbedCache.Engine.Caching;
+using EmbedCache.Engine.Datasets;
+using EmbedCache.Engine.Embeddings;
+using EmbedCache.Engine.Encoders;
+using EmbedCache.Engine.Keys;
+
+namespace EmbedCache.Engine.Jobs;
+
+/// <summary>
+/// One prewarm run: reader → (skip what is stored) → N encoder workers → store writer →
+/// checkpoints. Bounded channels give backpressure: the reader never runs far ahead of the
+/// encoders, and the encoders never run far ahead of the writer.
+/// </summary>
+internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOptions options)
+{
+    private Lock ManifestLock => engine.ManifestLock;
+
+    private sealed record Work(EncoderEntry Encoder, ItemKeyBatch Keys, FeatureBatch Features);
+
+    private sealed record Done(EncoderEntry Encoder, ItemKeyBatch Keys, byte[] Rows);
+
+    public async Task RunAsync()
+    {
+        var token = job.Token;
+        var spec = job.Spec;
+        var dataset = engine.Datasets.Resolve(spec.Dataset);
+        var encoders = spec.Encoders.Select(engine.GetEncoder).ToArray();
+
+        long total = 0;
+        foreach (var split in spec.Splits)
+            total += dataset.CountItems(split, token) * encoders.Length;
+        job.SetTotal(total);
+
+        var work = Channel.CreateBounded<Work>(new BoundedChannelOptions(spec.Workers * 2) { SingleWriter = true });
+        var done = Channel.CreateBounded<Done>(new BoundedChannelOptions(spec.Workers * 2) { SingleReader = true });
+
+        var reader = Task.Run(() => ReadAsync(dataset, encoders, work.Writer, token), token);
+        var workers = Enumerable.Range(0, spec.Workers)
+            .Select(_ => Task.Run(() => EncodeAsync(work.Reader, done.Writer, token), token))
+            .ToArray();
+        var writer = Task.Run(() => WriteAsync(done.Reader, token), token);
+
+        try
+        {
+            await reader;
+        }
+        finally
+        {
+            work.Writer.TryComplete();
+        }
+
+        try
+        {
+            await Task.WhenAll(workers);
+        }
+        finally
+        {
+            done.Writer.TryComplete();
+        }
+
+        await writer;
+
+        // Everything is written: make it durable, then record the splits as complete.
+        await CommitAsync(token);
+        lock (ManifestLock)
+        {
+            using var lease = engine.Sessions.Rent();
+            foreach (var split in spec.Splits)
+            {
+                var manifest = SplitManifest.Load(lease.Session, dataset.Name, split)!;
+                foreach (var e in encoders)
+                {
+                    var fp = e.Fingerprint.ToString();
+                    if (!manifest.CompleteFor.Contains(fp))
+                        manifest.CompleteFor.Add(fp);
+                }
+
+                manifest.LabelsComplete = true;
+                manifest.Save(lease.Session);
+            }
+        }
+
+        await engine.Store.CheckpointAsync(token);
+    }
+
+    private async Task ReadAsync(Dataset dataset, EncoderEntry[] encoders, ChannelWriter<Work> output, CancellationToken token)
+    {
+        var manifest = dataset.Manifest;
+        foreach (var split in job.Spec.Splits)
+        {
+            var items = dataset.CountItems(split, token);
+            var pairs = manifest.Labels.Kind == DatasetLabelKind.Pair ? dataset.ReadPairs(split, token) : null;
+            using (var lease = engine.Sessions.Rent())
+            {
+                lock (ManifestLock)
+                {
+                    var splitManifest = SplitManifest.Load(lease.Session, dataset.Name, split)
+                        ?? new SplitManifest { Dataset = dataset.Name, Split = split };
+                    splitManifest.Items = items;
+                    splitManifest.Pairs = pairs?.Count ?? 0;
+                    splitManifest.Labels = manifest.Labels.Kind;
+                    splitManifest.KeyScheme = manifest.Key.Scheme;
+                    splitManifest.Save(lease.Session);
+                }
+
+                if (pairs is not null)
+                    StorePairs(lease.Session, dataset.Name, split, pairs);
+            }
+
+            foreach (var chunk in dataset.OpenSplit(split).ReadChunks(job.Spec.BatchSize, cancellationToken: token))
+            {
+                var indices = new ulong[chunk.Count];
+                for (var i = 0; i < chunk.Count; i++)
+                    indices[i] = (ulong)(chunk.StartIndex + i);
+
+                foreach (var encoder in encoders)
+                {
+                    var features = ToFeatures(chunk, encoder);
+                    var keys = manifest.Key.Scheme switch
+                    {
+                        DatasetKeyScheme.Positional => ItemKeyBatch.Positional(dataset.Name, split, indices),
+                        DatasetKeyScheme.Custom => ItemKeyBatch.Custom(chunk.Keys!.Select(k => (ReadOnlyMemory<byte>)k).ToList()),
+                        _ => FeatureSlicing.ContentKeys(features),
+                    };
+
+                    var mask = new byte[(chunk.Count + 7) / 8];
+                    using (var lease = engine.Sessions.Rent())
+                    {
+                        if (encoder == encoders[0])
+                            StoreLabels(lease.Session, dataset, split, chunk, indices, keys);
+                        lease.Session.Contains(encoder.Namespace, keys, mask);
+                    }
+
+                    var missing = CacheEngine.MissingPositions(mask, chunk.Count);
+                    job.AddSkipped(chunk.Count - missing.Length);
+                    if (missing.Length == 0)
+                        continue;
+                    var work = missing.Length == chunk.Count
+                        ? new Work(encoder, keys, features)
+                        : new Work(encoder, keys.Select(missing), FeatureSlicing.Select(features, missing));
+                    await output.WriteAsync(work, token);
+                }
+            }
+        }
+    }
+
+    private static void StoreLabels(Storage.StoreSession session, Dataset dataset, string split, DatasetChunk chunk, ulong[] indices, ItemKeyBatch keys)
+    {
+        if (chunk.Groups is not null)
+            session.PutGroupLabels(dataset.Name, split, indices, chunk.Groups);
+        if (dataset.Manifest.Key.Scheme != DatasetKeyScheme.Positional)
+            session.PutIndexKeys(dataset.Name, split, indices, keys);
+    }
+
+    private static void StorePairs(Storage.StoreSession session, string dataset, string split, IReadOnlyList<PairRecord> pairs)
+    {
+        const int Chunk = 4096;
+        for (var start = 0; start < pairs.Count; start += Chunk)
+        {
+            var n = Math.Min(Chunk, pairs.Count - start);
+            var indices = new ulong[n];
+            var records = new Storage.PairLabel[n];
+            for (var i = 0; i < n; i++)
+            {
+                indices[i] = (ulong)(start + i);
+                var p = pairs[start + i];
+                records[i] = new Storage.PairLabel(p.A, p.B, p.Score, p.Subgroup);
+            }
+
+            session.PutPairLabels(dataset, split, indices, records);
+        }
+    }
+
+    private static async Task EncodeAsync(ChannelReader<Work> input, ChannelWriter<Done> output, CancellationToken token)
+    {
+        await foreach (var w in input.ReadAllAsync(token))
+        {
+            var rows = CacheEngine.EncodeRows(w.Encoder, w.Features, token);
+            w.Encoder.RecordEncoded(w.Features.Count);
+            await output.WriteAsync(new Done(w.Encoder, w.Keys, rows), token);
+        }
+    }
+
+    private async Task WriteAsync(ChannelReader<Done> input, CancellationToken token)
+    {
+        var sinceCheckpoint = Stopwatch.StartNew();
+        using var lease = engine.Sessions.Rent();
+        await foreach (var d in input.ReadAllAsync(token))
+        {
+            lease.Session.Put(d.Encoder.Namespace, d.Keys, d.Rows);
+            job.AddEncoded(d.Keys.Count);
+            if (sinceCheckpoint.Elapsed >= options.CheckpointInterval)
+            {
+                await CommitAsync(token);
+                sinceCheckpoint.Restart();
+            }
+        }
+    }
+
+    /// <summary>Takes a checkpoint; everything processed before it started is committed.</summary>
+    private async Task CommitAsync(CancellationToken token)
+    {
+        var processed = job.Processed;
+        await engine.Store.CheckpointAsync(token);
+        job.SetCommitted(processed);
+    }
+
+    /// <summary>The encoder accepts the dataset's features (kind, and element count for tensors).</summary>
+    public static bool Accepts(EncoderEntry encoder, Dataset dataset) => Mismatch(encoder, dataset) is null;
+
+    public static string? Mismatch(EncoderEntry encoder, Dataset dataset)
+    {
+        var features = dataset.Manifest.Features;
+        var kind = encoder.Encoder.InputKind;
+        if (features.Kind == DatasetFeatureKind.Text)
+            return kind == InputKind.Text ? null : $"encoder '{encoder.Name}' takes {kind}, dataset '{dataset.Name}' has text";
+        if (kind == InputKind.Text)
+            return $"encoder '{encoder.Name}' takes text, dataset '{dataset.Name}' has {features.Kind.ToString().ToLowerInvariant()} features";
+        if (features.Shape is { Length: > 0 } shape)
+        {
+            var need = FeatureSlicing.ItemLength(encoder.Encoder.InputShape);
+            var have = FeatureSlicing.ItemLength(shape);
+            if (need != have)
+                return $"encoder '{encoder.Name}' takes {need} values per item ({string.Join('x', encoder.Encoder.InputShape)}), dataset '{dataset.Name}' has {have}";
+        }
+
+        return null;
+    }
+
+    private static FeatureBatch ToFeatures(DatasetChunk chunk, EncoderEntry encoder) =>
+        chunk.Texts is not null
+            ? new TextFeatureBatch(chunk.Texts)
+            : new TensorFeatureBatch(chunk.Values!, encoder.Encoder.InputShape);
+}

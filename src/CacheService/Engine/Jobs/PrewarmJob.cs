@@ -1,0 +1,134 @@
+using System.Diagnostics;
+
+namespace EmbedCache.Engine.Jobs;
+
+public enum JobState
+{
+    Queued = 1,
+    Running = 2,
+    Completed = 3,
+    Failed = 4,
+    Cancelled = 5,
+}
+
+/// <summary>What to fill: a dataset's splits for some encoders, in batches, with N encoder workers.</summary>
+public sealed record PrewarmSpec(string Dataset, IReadOnlyList<string> Splits, IReadOnlyList<string> Encoders, int BatchSize, int Workers)
+{
+    /// <summary>Two requests for the same work attach to one running job.</summary>
+    internal string Identity => $"{Dataset}\u001f{string.Join(',', Splits.Order(StringComparer.Ordinal))}\u001f{string.Join(',', Encoders.Order(StringComparer.Ordinal))}";
+}
+
+/// <summary>A point-in-time view of a job, as reported to callers.</summary>
+public sealed record JobProgress(
+    string Id, PrewarmSpec Spec, JobState State, long Total, long Processed, long Encoded, long Skipped,
+    long Committed, double ItemsPerSecond, double? EtaSeconds, string Message);
+
+/// <summary>
+/// A running or finished prewarm. Counters are in embeddings (items × encoders). Progress changes
+/// wake <see cref="WaitForChangeAsync"/> so streams report without polling.
+/// </summary>
+public sealed class PrewarmJob
+{
+    private readonly Stopwatch _clock = new();
+    private readonly CancellationTokenSource _cancel;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _total;
+    private long _processed;
+    private long _encoded;
+    private long _skipped;
+    private long _committed;
+    private long _encodedAtStart;
+    private volatile JobState _state = JobState.Queued;
+    private volatile string _message = "queued";
+
+    internal PrewarmJob(string id, PrewarmSpec spec, CancellationToken stopping)
+    {
+        Id = id;
+        Spec = spec;
+        _cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+    }
+
+    public string Id { get; }
+
+    public PrewarmSpec Spec { get; }
+
+    public JobState State => _state;
+
+    public bool IsFinished => _state is JobState.Completed or JobState.Failed or JobState.Cancelled;
+
+    /// <summary>Completes when the job has finished (in any state) or the service stops.</summary>
+    public Task Completion { get; internal set; } = Task.CompletedTask;
+
+    internal CancellationToken Token => _cancel.Token;
+
+    internal bool CancelRequested { get; private set; }
+
+    public void Cancel()
+    {
+        CancelRequested = true;
+        _cancel.Cancel();
+    }
+
+    public JobProgress Snapshot()
+    {
+        var processed = Interlocked.Read(ref _processed);
+        var total = Interlocked.Read(ref _total);
+        var seconds = _clock.Elapsed.TotalSeconds;
+        var work = processed - Interlocked.Read(ref _encodedAtStart);
+        var rate = seconds > 0 ? work / seconds : 0;
+        double? eta = IsFinished ? 0 : rate > 0 ? (total - processed) / rate : null;
+        return new JobProgress(Id, Spec, _state, total, processed, Interlocked.Read(ref _encoded),
+            Interlocked.Read(ref _skipped), Interlocked.Read(ref _committed), rate, eta, _message);
+    }
+
+    /// <summary>Completes at the next change of progress or state.</summary>
+    public Task WaitForChangeAsync(CancellationToken cancellationToken) =>
+        Volatile.Read(ref _changed).Task.WaitAsync(cancellationToken);
+
+    internal void SetTotal(long total)
+    {
+        Interlocked.Exchange(ref _total, total);
+        Changed();
+    }
+
+    internal void Start()
+    {
+        _clock.Start();
+        SetState(JobState.Running, "running");
+    }
+
+    internal void AddSkipped(long n)
+    {
+        Interlocked.Add(ref _skipped, n);
+        Interlocked.Add(ref _processed, n);
+        // Skipped items take no encoder time: keep them out of the rate.
+        Interlocked.Add(ref _encodedAtStart, n);
+        Changed();
+    }
+
+    internal void AddEncoded(long n)
+    {
+        Interlocked.Add(ref _encoded, n);
+        Interlocked.Add(ref _processed, n);
+        Changed();
+    }
+
+    internal long Processed => Interlocked.Read(ref _processed);
+
+    internal void SetCommitted(long n)
+    {
+        Interlocked.Exchange(ref _committed, n);
+        Changed();
+    }
+
+    internal void SetState(JobState state, string message)
+    {
+        _state = state;
+        _message = message;
+        if (state is JobState.Completed or JobState.Failed or JobState.Cancelled)
+            _clock.Stop();
+        Changed();
+    }
+
+    private void Changed() => Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+}

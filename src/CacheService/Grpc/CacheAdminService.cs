@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using EmbedCache.Contract.V1;
+using EmbedCache.Engine.Caching;
+using EmbedCache.Engine.Embeddings;
+using EmbedCache.Engine.Jobs;
+using EmbedCache.Service.Hosting;
+using Grpc.Core;
+
+namespace EmbedCache.Service.Grpc;
+
+/// <summary>The ops API: prewarm jobs, stats, checkpoints, dropping namespaces.</summary>
+internal sealed class CacheAdminService(EngineHost host) : CacheAdmin.CacheAdminBase
+{
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
+
+    public override async Task Prewarm(PrewarmRequest request, IServerStreamWriter<PrewarmProgress> responseStream, ServerCallContext context)
+    {
+        if (string.IsNullOrEmpty(request.Dataset))
+            throw new InvalidRequestException("dataset", "must name a registered dataset or a path under the data root");
+        var spec = new PrewarmSpec(request.Dataset, [.. request.Splits], [.. request.Encoders],
+            checked((int)Math.Min(request.BatchSize, int.MaxValue)), checked((int)Math.Min(request.Workers, int.MaxValue)));
+        var job = host.Jobs.StartOrAttach(spec);
+        var token = context.CancellationToken;
+
+        // The job runs on its own: a caller that goes away stops receiving progress, not the job.
+        await responseStream.WriteAsync(ContractMapping.ToContract(job.Snapshot()), token);
+        if (!request.Follow)
+            return;
+        while (!job.IsFinished)
+        {
+            var change = job.WaitForChangeAsync(token);
+            await Task.WhenAll(change, Task.Delay(ProgressInterval, token));
+            await responseStream.WriteAsync(ContractMapping.ToContract(job.Snapshot()), token);
+        }
+
+        await job.Completion.WaitAsync(token);
+        await responseStream.WriteAsync(ContractMapping.ToContract(job.Snapshot()), token);
+    }
+
+    public override Task<GetStatsResponse> GetStats(GetStatsRequest request, ServerCallContext context)
+    {
+        var engine = host.Engine;
+        var response = new GetStatsResponse
+        {
+            UptimeSeconds = (DateTimeOffset.UtcNow - host.StartedAt).TotalSeconds,
+            LastCheckpointUnixMs = engine.Store.LastCheckpoint is { } c ? c.Time.ToUnixTimeMilliseconds() : 0,
+        };
+        // Several encoder names may share one namespace (the same model under two names).
+        var entries = engine.Entries.ToLookup(e => e.Fingerprint);
+        foreach (var ns in engine.Store.ListNamespaces())
+        {
+            var stats = new NamespaceStats
+            {
+                Encoder = ns.Encoder,
+                Fingerprint = ns.Fingerprint.ToString(),
+                Tier = ContractMapping.ToContract(ns.Tier),
+                Items = (ulong)ns.Items,
+                Bytes = (ulong)(ns.MemoryBytes + ns.DiskBytes),
+                MemoryBytes = (ulong)ns.MemoryBytes,
+                DiskBytes = (ulong)ns.DiskBytes,
+            };
+            foreach (var entry in entries[ns.Fingerprint])
+            {
+                stats.Hits += (ulong)entry.Hits;
+                stats.Misses += (ulong)entry.Misses;
+                stats.Encoded += (ulong)entry.Encoded;
+            }
+
+            response.Namespaces.Add(stats);
+        }
+
+        return Task.FromResult(response);
+    }
+
+    public override async Task<CheckpointResponse> Checkpoint(CheckpointRequest request, ServerCallContext context)
+    {
+        var clock = Stopwatch.StartNew();
+        var checkpoint = await host.Engine.Store.CheckpointAsync(context.CancellationToken);
+        return new CheckpointResponse { Token = checkpoint.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), DurationMs = clock.Elapsed.TotalMilliseconds };
+    }
+
+    public override Task<DropNamespaceResponse> DropNamespace(DropNamespaceRequest request, ServerCallContext context)
+    {
+        var engine = host.Engine;
+        Fingerprint fingerprint;
+        if (!string.IsNullOrEmpty(request.Fingerprint))
+        {
+            if (!Fingerprint.TryParse(request.Fingerprint, out fingerprint))
+                throw new InvalidRequestException("fingerprint", $"must be 32 hex digits (was '{request.Fingerprint}')");
+        }
+        else if (!string.IsNullOrEmpty(request.Encoder))
+        {
+            fingerprint = engine.GetEncoder(request.Encoder).Fingerprint;
+        }
+        else
+        {
+            throw new InvalidRequestException("encoder", "name an encoder or a fingerprint to drop");
+        }
+
+        if (!engine.Store.ListNamespaces().Any(n => n.Fingerprint == fingerprint))
+            throw new RpcException(new Status(StatusCode.NotFound, $"no stored namespace with fingerprint {fingerprint}"));
+        var result = engine.DropNamespace(fingerprint);
+        return Task.FromResult(new DropNamespaceResponse { ItemsDropped = (ulong)result.Items, BytesReclaimed = (ulong)result.BytesReclaimed });
+    }
+
+    public override Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
+    {
+        var response = new ListJobsResponse();
+        foreach (var job in host.Jobs.List())
+            response.Jobs.Add(ContractMapping.ToContract(job.Snapshot()));
+        return Task.FromResult(response);
+    }
+
+    public override async Task<CancelJobResponse> CancelJob(CancelJobRequest request, ServerCallContext context)
+    {
+        if (string.IsNullOrEmpty(request.JobId))
+            throw new InvalidRequestException("job_id", "must not be empty");
+        var job = host.Jobs.Get(request.JobId) ?? throw new RpcException(new Status(StatusCode.NotFound, $"no job '{request.JobId}'"));
+        job.Cancel();
+        try
+        {
+            await job.Completion.WaitAsync(TimeSpan.FromSeconds(30), context.CancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            // Reported as it stands; the job stops at its next batch.
+        }
+
+        return new CancelJobResponse { Job = ContractMapping.ToContract(job.Snapshot()) };
+    }
+}

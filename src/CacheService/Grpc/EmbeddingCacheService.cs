@@ -1,0 +1,192 @@
+using System.Buffers;
+using EmbedCache.Contract.V1;
+using EmbedCache.Engine.Caching;
+using EmbedCache.Engine.Datasets;
+using PrewarmSpec = EmbedCache.Engine.Jobs.PrewarmSpec;
+using EmbedCache.Service.Hosting;
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+using StreamRequest = EmbedCache.Engine.Caching.StreamRequest;
+
+namespace EmbedCache.Service.Grpc;
+
+/// <summary>The trainer API: lookups with read-through, dataset streaming, encoder listing.</summary>
+internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCacheOptions> options) : EmbeddingCache.EmbeddingCacheBase
+{
+    private readonly EmbedCacheOptions.LimitSection _limits = options.Value.Limits;
+
+    public override async Task<LookupResponse> Lookup(LookupRequest request, ServerCallContext context)
+    {
+        // Unary: the response is serialized after we return, so its buffers cannot be pooled.
+        var (response, _) = await LookupCoreAsync(request, pooled: false, context.CancellationToken);
+        return response;
+    }
+
+    public override async Task GetEmbeddings(IAsyncStreamReader<LookupRequest> requestStream, IServerStreamWriter<LookupResponse> responseStream, ServerCallContext context)
+    {
+        var token = context.CancellationToken;
+        while (await requestStream.MoveNext(token))
+        {
+            var (response, pooled) = await LookupCoreAsync(requestStream.Current, pooled: true, token);
+            try
+            {
+                // WriteAsync serializes the message before it completes: the buffers are free after it.
+                await responseStream.WriteAsync(response, token);
+            }
+            finally
+            {
+                foreach (var b in pooled)
+                    ArrayPool<byte>.Shared.Return(b);
+            }
+        }
+    }
+
+    private async Task<(LookupResponse Response, List<byte[]> Pooled)> LookupCoreAsync(LookupRequest request, bool pooled, CancellationToken token)
+    {
+        var engine = host.Engine;
+        if (request.Encoders.Count == 0)
+            throw new InvalidRequestException("encoders", "name at least one encoder");
+        if (request.Encoders.Distinct(StringComparer.Ordinal).Count() != request.Encoders.Count)
+            throw new InvalidRequestException("encoders", "names an encoder twice");
+        var entries = request.Encoders.Select(engine.GetEncoder).ToArray();
+        var keys = ContractMapping.ToKeys(request.Keys, request.Features, _limits.MaxKeysPerRequest, out var features);
+        var n = keys.Count;
+        var response = new LookupResponse { RequestId = request.RequestId, Count = (uint)n };
+        var rented = new List<byte[]>(entries.Length);
+        try
+        {
+            foreach (var entry in entries)
+            {
+                var length = n * entry.RowBytes;
+                var buffer = pooled ? ArrayPool<byte>.Shared.Rent(length) : new byte[length];
+                if (pooled)
+                    rented.Add(buffer);
+                var found = new byte[(n + 7) / 8];
+                var encoded = await engine.LookupAsync(entry, keys, features, buffer.AsMemory(0, length), found, token);
+                response.Results.Add(ContractMapping.Embeddings(entry, buffer.AsMemory(0, length), found, encoded));
+            }
+
+            if (request.IncludeLabels)
+                response.Labels = GroupLabels(engine, request.Keys);
+        }
+        catch
+        {
+            foreach (var b in rented)
+                ArrayPool<byte>.Shared.Return(b);
+            throw;
+        }
+
+        return (response, rented);
+    }
+
+    private static LabelBatch GroupLabels(CacheEngine engine, KeyBatch keys)
+    {
+        if (keys.SchemeCase != KeyBatch.SchemeOneofCase.Positional)
+            throw new InvalidRequestException("include_labels", "labels are kept by (dataset, split, index): use positional keys, or StreamDataset");
+        var p = keys.Positional;
+        var indices = p.Indices.ToArray();
+        var groups = new long[indices.Length];
+        var mask = new byte[(indices.Length + 7) / 8];
+        using (var lease = engine.Sessions.Rent())
+            lease.Session.GetGroupLabels(p.Dataset, p.Split, indices, groups, mask);
+        var labels = new LabelBatch { Found = Google.Protobuf.ByteString.CopyFrom(mask), Groups = new GroupLabels() };
+        labels.Groups.GroupIds.Add(groups);
+        return labels;
+    }
+
+    public override async Task StreamDataset(StreamDatasetRequest request, IServerStreamWriter<DatasetBatch> responseStream, ServerCallContext context)
+    {
+        var token = context.CancellationToken;
+        var engine = host.Engine;
+        if (string.IsNullOrEmpty(request.Dataset))
+            throw new InvalidRequestException("dataset", "must not be empty");
+        if (string.IsNullOrEmpty(request.Split))
+            throw new InvalidRequestException("split", "must not be empty");
+        if (request.Encoders.Count == 0)
+            throw new InvalidRequestException("encoders", "name at least one encoder");
+        var batchSize = request.BatchSize == 0 ? _limits.DefaultStreamBatchSize : (int)Math.Min(request.BatchSize, int.MaxValue);
+        if (batchSize > _limits.MaxStreamBatchSize)
+            throw new InvalidRequestException("batch_size", $"must be at most {_limits.MaxStreamBatchSize} (was {request.BatchSize})");
+        var entries = request.Encoders.Select(engine.GetEncoder).ToArray();
+
+        try
+        {
+            engine.RequireCachedSplit(request.Dataset, request.Split, entries);
+        }
+        catch (NotCachedException) when (request.FillMissing)
+        {
+            // Fill first: a prewarm of exactly this split, which other callers can attach to.
+            var job = host.Jobs.StartOrAttach(new PrewarmSpec(request.Dataset, [request.Split], [.. request.Encoders], 0, 0));
+            await job.Completion.WaitAsync(token);
+            if (job.State != EmbedCache.Engine.Jobs.JobState.Completed)
+                throw new NotCachedException($"filling split '{request.Split}' of dataset '{request.Dataset}' did not complete: {job.Snapshot().Message}");
+        }
+
+        var streamRequest = new StreamRequest(request.Dataset, request.Split, [.. request.Encoders], batchSize, request.Shuffle,
+            request.Seed, request.Epoch, request.StartOffset, request.IncludeLabels);
+        await foreach (var batch in engine.StreamSplitAsync(streamRequest, token))
+        {
+            using (batch)
+            {
+                await responseStream.WriteAsync(ToMessage(batch), token);
+            }
+        }
+    }
+
+    private static DatasetBatch ToMessage(StreamBatch batch)
+    {
+        var n = batch.Indices.Length;
+        var allFound = new byte[(n + 7) / 8];
+        for (var i = 0; i < n; i++)
+            CacheEngine.SetBit(allFound, i);
+        var message = new DatasetBatch { Offset = batch.Offset, Total = batch.Total };
+        message.Indices.Add(batch.Indices);
+        foreach (var r in batch.Results)
+            message.Results.Add(ContractMapping.Embeddings(r.Encoder, r.Rows, allFound, 0));
+        if (batch.Groups is not null)
+        {
+            message.Labels = new LabelBatch { Found = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(allFound), Groups = new GroupLabels() };
+            message.Labels.Groups.GroupIds.Add(batch.Groups);
+        }
+        else if (batch.Pairs is not null)
+        {
+            var pairs = new PairLabels();
+            var pairFound = new byte[(batch.Pairs.Length + 7) / 8];
+            for (var i = 0; i < batch.Pairs.Length; i++)
+            {
+                var p = batch.Pairs[i];
+                pairs.AIndex.Add(p.A);
+                pairs.BIndex.Add(p.B);
+                pairs.Score.Add(p.Score);
+                pairs.Subgroup.Add(p.Subgroup);
+                CacheEngine.SetBit(pairFound, i);
+            }
+
+            message.Labels = new LabelBatch { Found = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(pairFound), Pairs = pairs };
+        }
+
+        return message;
+    }
+
+    public override Task<ListEncodersResponse> ListEncoders(ListEncodersRequest request, ServerCallContext context)
+    {
+        var response = new ListEncodersResponse();
+        foreach (var e in host.Engine.Entries.OrderBy(e => e.Name, StringComparer.Ordinal))
+        {
+            var info = new EncoderInfo
+            {
+                Name = e.Name,
+                Fingerprint = e.Fingerprint.ToString(),
+                Dim = (uint)e.Dim,
+                Dtype = ContractMapping.ToContract(e.DType),
+                Tier = ContractMapping.ToContract(e.Tier),
+                InputKind = ContractMapping.ToContract(e.Encoder.InputKind),
+                Source = e.Encoder.Source,
+            };
+            info.InputShape.Add(e.Encoder.InputShape);
+            response.Encoders.Add(info);
+        }
+
+        return Task.FromResult(response);
+    }
+}

@@ -1,0 +1,105 @@
+using EmbedCache.Engine.Jobs;
+using Prometheus;
+
+namespace EmbedCache.Service.Hosting;
+
+/// <summary>
+/// Prometheus metrics at /metrics. Request latency and outcomes are observed as calls finish;
+/// cache, store and job figures are read from the engine on each scrape, so the hot path does
+/// no metric work beyond what the engine counts anyway. One registry per host (tests run several).
+/// </summary>
+public sealed class ServiceMetrics
+{
+    private readonly Histogram _requestDuration;
+    private readonly Counter _requests;
+    private readonly Counter _lookups;
+    private readonly Counter _encoded;
+    private readonly Gauge _items;
+    private readonly Gauge _bytes;
+    private readonly Gauge _jobProcessed;
+    private readonly Gauge _jobTotal;
+    private readonly Gauge _jobCommitted;
+    private readonly Gauge _lastCheckpoint;
+
+    public ServiceMetrics(EngineHost host)
+    {
+        Registry = Metrics.NewCustomRegistry();
+        var factory = Metrics.WithCustomRegistry(Registry);
+        _requestDuration = factory.CreateHistogram("embedcache_request_duration_seconds", "gRPC call duration, by method.",
+            new HistogramConfiguration { LabelNames = ["method"], Buckets = Histogram.ExponentialBuckets(0.0001, 2, 18) });
+        _requests = factory.CreateCounter("embedcache_requests_total", "gRPC calls by method and status code.",
+            new CounterConfiguration { LabelNames = ["method", "code"] });
+        _lookups = factory.CreateCounter("embedcache_lookup_keys_total", "Keys looked up, by encoder and result (hit or miss).",
+            new CounterConfiguration { LabelNames = ["encoder", "result"] });
+        _encoded = factory.CreateCounter("embedcache_encoded_total", "Items encoded (read-through and prewarm), by encoder.",
+            new CounterConfiguration { LabelNames = ["encoder"] });
+        _items = factory.CreateGauge("embedcache_namespace_items", "Stored embeddings per namespace.",
+            new GaugeConfiguration { LabelNames = ["encoder", "fingerprint", "tier"] });
+        _bytes = factory.CreateGauge("embedcache_namespace_bytes", "Bytes per namespace, in memory or on disk.",
+            new GaugeConfiguration { LabelNames = ["encoder", "fingerprint", "tier", "where"] });
+        _jobProcessed = factory.CreateGauge("embedcache_prewarm_processed", "Embeddings processed by a prewarm job.",
+            new GaugeConfiguration { LabelNames = ["job", "dataset", "state"] });
+        _jobTotal = factory.CreateGauge("embedcache_prewarm_total", "Embeddings a prewarm job covers.",
+            new GaugeConfiguration { LabelNames = ["job", "dataset", "state"] });
+        _jobCommitted = factory.CreateGauge("embedcache_prewarm_committed", "Embeddings of a prewarm job made durable.",
+            new GaugeConfiguration { LabelNames = ["job", "dataset", "state"] });
+        _lastCheckpoint = factory.CreateGauge("embedcache_last_checkpoint_timestamp_seconds", "Unix time of the last completed checkpoint.");
+        CheckpointDuration = factory.CreateHistogram("embedcache_checkpoint_duration_seconds", "Checkpoint duration.",
+            new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
+        DotNetStats.Register(Registry);
+        Registry.AddBeforeCollectCallback(() => Collect(host));
+    }
+
+    public CollectorRegistry Registry { get; }
+
+    public Histogram CheckpointDuration { get; }
+
+    public void ObserveRequest(string method, string code, double seconds)
+    {
+        _requestDuration.WithLabels(method).Observe(seconds);
+        _requests.WithLabels(method, code).Inc();
+    }
+
+    private void Collect(EngineHost host)
+    {
+        Engine.Caching.CacheEngine engine;
+        JobManager jobs;
+        try
+        {
+            engine = host.Engine;
+            jobs = host.Jobs;
+        }
+        catch (ServiceUnavailableException)
+        {
+            return;
+        }
+
+        foreach (var e in engine.Entries)
+        {
+            _lookups.WithLabels(e.Name, "hit").IncTo(e.Hits);
+            _lookups.WithLabels(e.Name, "miss").IncTo(e.Misses);
+            _encoded.WithLabels(e.Name).IncTo(e.Encoded);
+        }
+
+        foreach (var ns in engine.Store.ListNamespaces())
+        {
+            var fp = ns.Fingerprint.ToString();
+            var tier = ns.Tier.ToString().ToLowerInvariant();
+            _items.WithLabels(ns.Encoder, fp, tier).Set(ns.Items);
+            _bytes.WithLabels(ns.Encoder, fp, tier, "memory").Set(ns.MemoryBytes);
+            _bytes.WithLabels(ns.Encoder, fp, tier, "disk").Set(ns.DiskBytes);
+        }
+
+        foreach (var job in jobs.List())
+        {
+            var p = job.Snapshot();
+            var state = p.State.ToString().ToLowerInvariant();
+            _jobProcessed.WithLabels(p.Id, p.Spec.Dataset, state).Set(p.Processed);
+            _jobTotal.WithLabels(p.Id, p.Spec.Dataset, state).Set(p.Total);
+            _jobCommitted.WithLabels(p.Id, p.Spec.Dataset, state).Set(p.Committed);
+        }
+
+        if (engine.Store.LastCheckpoint is { } c)
+            _lastCheckpoint.Set(c.Time.ToUnixTimeMilliseconds() / 1000.0);
+    }
+}

@@ -1,0 +1,87 @@
+using System.Text.RegularExpressions;
+using EmbedCache.Client;
+using EmbedCache.Contract.V1;
+using EmbedCache.TestSupport;
+
+namespace EmbedCache.CacheService.Tests;
+
+/// <summary>The service killed with SIGKILL in the middle of a prewarm, restarted on the same SaveDir.</summary>
+public sealed partial class PrewarmCrashTests
+{
+    private const int Items = 240;
+
+    [Fact]
+    public async Task PrewarmKilledMidway_ResumesAfterRestart_WithoutReencodingCommittedItems()
+    {
+        using var dir = new TempDirectory("crash");
+        var data = Directory.CreateDirectory(dir.Combine("data", "texts")).FullName;
+        var words = "cache frozen encoder epoch trainer embedding vector label split batch".Split(' ');
+        await File.WriteAllLinesAsync(Path.Combine(data, "train.jsonl"), Enumerable.Range(0, Items).Select(i =>
+            $"{{\"text\": \"{string.Join(' ', Enumerable.Range(0, 90).Select(j => words[(i * 7 + j * 3) % words.Length] + (j % 5 == 0 ? i.ToString(System.Globalization.CultureInfo.InvariantCulture) : "")))}\"}}"));
+        await File.WriteAllTextAsync(Path.Combine(data, "dataset.json"), """{ "splits": { "train": "train.jsonl" } }""");
+        string[] args =
+        [
+            "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}",
+            $"--EmbedCache:DataRoot={dir.Combine("data")}", "--EmbedCache:Jobs:CheckpointIntervalSeconds=1",
+            // A full-length text encoder: slow enough on two cores to be killed halfway.
+            "--EmbedCache:Encoders:text:Kind=minilm", "--EmbedCache:Encoders:text:MaxLength=128", "--EmbedCache:Encoders:text:Seed=7",
+        ];
+        var request = new PrewarmRequest { Dataset = "texts", BatchSize = 8, Workers = 1 };
+        request.Encoders.Add("text");
+
+        ulong committedBeforeKill;
+        using (var first = ChildProcess.Start(ServiceDll, args))
+        {
+            using var client = new EmbedCacheClient(await GrpcAddressAsync(first));
+            using var call = client.Admin.Prewarm(new PrewarmRequest(request) { Follow = true });
+            PrewarmProgress progress = new();
+            await Wait.UntilAsync(async () =>
+            {
+                Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None), "the prewarm ended before it was killed");
+                progress = call.ResponseStream.Current;
+                return progress.Committed > 0 && progress.Processed < progress.Total / 2;
+            }, "a prewarm with committed items to kill");
+            committedBeforeKill = progress.Committed;
+            first.Kill();
+            await first.WaitForExitAsync("the killed service to exit");
+        }
+
+        using var second = ChildProcess.Start(ServiceDll, args);
+        using (var client = new EmbedCacheClient(await GrpcAddressAsync(second)))
+        {
+            PrewarmProgress? resumed = null;
+            await Wait.UntilAsync(async () =>
+            {
+                resumed = (await client.ListJobsAsync()).SingleOrDefault();
+                return resumed is { State: JobState.Completed or JobState.Failed };
+            }, "the resumed prewarm to finish", TimeSpan.FromMinutes(3));
+            var stats = await client.GetStatsAsync();
+            var stream = new StreamDatasetRequest { Dataset = "texts", Split = "train", BatchSize = 64 };
+            stream.Encoders.Add("text");
+            var streamed = 0;
+            await foreach (var batch in client.StreamEpochAsync(stream))
+                streamed += batch.Indices.Count;
+
+            Assert.Equal(JobState.Completed, resumed!.State);
+            var encodedAfterRestart = stats.Namespaces.Single(n => n.Encoder == "text").Encoded;
+            Assert.True(encodedAfterRestart <= (ulong)Items - committedBeforeKill,
+                $"{encodedAfterRestart} encoded after the restart, but {committedBeforeKill} of {Items} were committed before the kill");
+            Assert.Equal((ulong)Items, resumed.Skipped + resumed.Encoded);
+            Assert.Equal(Items, streamed);
+        }
+
+        second.Terminate();
+        Assert.Equal(0, await second.WaitForExitAsync("the service to stop"));
+    }
+
+    private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
+
+    private static async Task<Uri> GrpcAddressAsync(ChildProcess child)
+    {
+        var m = await child.WaitForLineAsync(ListeningLine(), "the service to listen");
+        return new Uri(m.Groups["grpc"].Value);
+    }
+
+    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP")]
+    private static partial Regex ListeningLine();
+}
