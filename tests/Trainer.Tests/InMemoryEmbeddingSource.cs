@@ -8,13 +8,18 @@ public sealed class InMemoryEmbeddingSource : IEmbeddingSource
     private readonly int _dim;
     private readonly Dictionary<string, (float[] Rows, long[] Groups)> _splits;
 
-    public InMemoryEmbeddingSource(int dim, Dictionary<string, (float[] Rows, long[] Groups)> splits)
+    private readonly string _fingerprint;
+
+    public InMemoryEmbeddingSource(int dim, Dictionary<string, (float[] Rows, long[] Groups)> splits, string kind = "cached", string fingerprint = "in-memory")
     {
         _dim = dim;
         _splits = splits;
+        Kind = kind;
+        _fingerprint = fingerprint;
     }
 
-    public string Kind => "cached";
+    /// <summary>"cached" or "local", as the run should record it.</summary>
+    public string Kind { get; }
 
     public int Prepared { get; private set; }
 
@@ -27,7 +32,7 @@ public sealed class InMemoryEmbeddingSource : IEmbeddingSource
                 throw new TrainerException($"no split {s}");
         }
 
-        return Task.FromResult(new SourceReady(_dim, _splits.Values.Sum(s => s.Groups.Length), 0));
+        return Task.FromResult(new SourceReady(_dim, _splits.Values.Sum(s => s.Groups.Length), 0, _fingerprint));
     }
 
     public async IAsyncEnumerable<EmbeddingBatch> ReadAsync(ReadRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)

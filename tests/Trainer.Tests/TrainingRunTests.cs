@@ -7,14 +7,14 @@ public sealed class TrainingRunTests
 {
     private const int Dim = 32;
 
-    private static InMemoryEmbeddingSource Synthetic()
+    private static InMemoryEmbeddingSource Synthetic(string kind = "cached", string fingerprint = "in-memory")
     {
         var centres = InMemoryEmbeddingSource.Centres(classes: 6, informative: 4, seed: 1);
         return new InMemoryEmbeddingSource(Dim, new()
         {
             ["train"] = InMemoryEmbeddingSource.Clustered(600, Dim, 6, 4, noise: 1.5, seed: 2, centres),
             ["val"] = InMemoryEmbeddingSource.Clustered(240, Dim, 6, 4, noise: 1.5, seed: 3, centres),
-        });
+        }, kind, fingerprint);
     }
 
     [Fact]
@@ -77,6 +77,50 @@ public sealed class TrainingRunTests
         Assert.True(result.Metrics.Epochs[^1].PrecisionAt1 > result.Metrics.UntrainedHead.PrecisionAt1,
             $"{result.Metrics.UntrainedHead.PrecisionAt1} → {result.Metrics.Epochs[^1].PrecisionAt1}\n{output}");
         Assert.True(File.Exists(Path.Combine(dir.Path, Heads.WeightsFile)));
+    }
+
+    [Fact]
+    public async Task Compare_WithALocalRunOfTheSameEncoder_RecordsTheRatioOfSteadyEpochTimes()
+    {
+        using var dir = new TempDirectory("compare");
+        TrainOptions Options(string sub, string? compare = null) =>
+            new() { Dataset = "synthetic", Encoder = "mem", Epochs = 3, BatchSize = 100, Out = dir.Combine(sub), Compare = compare };
+        RunMetrics local;
+        await using (var source = Synthetic("local"))
+            local = (await new TrainingRun(Options("local"), source, new ConsoleProgress(TextWriter.Null, false)).RunAsync(CancellationToken.None)).Metrics;
+        var localMetrics = dir.Combine("local", RunMetrics.FileName);
+
+        await using var cachedSource = Synthetic("cached");
+        var output = new StringWriter();
+        var cached = (await new TrainingRun(Options("cached", localMetrics), cachedSource, new ConsoleProgress(output, false)).RunAsync(CancellationToken.None)).Metrics;
+
+        // A local run has no fill epoch: all its epochs are steady.
+        Assert.All(local.Epochs, e => Assert.False(e.Fill));
+        Assert.Equal(local.Epochs.Average(e => e.Seconds), local.SteadyEpochSeconds());
+        var expected = local.SteadyEpochSeconds() / cached.Epochs.Skip(1).Average(e => e.Seconds);
+        Assert.Equal(expected!.Value, cached.Speedups.CachedOverNoCache!.Value, 9);
+        Assert.Equal(cached.Epochs[0].Seconds / cached.Epochs.Skip(1).Average(e => e.Seconds), cached.Speedups.CachedOverFill!.Value, 9);
+        Assert.Equal(Path.GetFullPath(localMetrics), cached.Speedups.ComparedWith);
+        Assert.Contains("faster than --no-cache epochs", output.ToString(), StringComparison.Ordinal);
+        Assert.Equal(cached.Speedups.CachedOverNoCache, RunMetrics.Read(dir.Combine("cached", RunMetrics.FileName)).Speedups.CachedOverNoCache);
+    }
+
+    [Fact]
+    public async Task Compare_WithAnotherEncodersRun_IsRefused()
+    {
+        using var dir = new TempDirectory("compare");
+        await using (var source = Synthetic("local", fingerprint: "other-weights"))
+        {
+            await new TrainingRun(new TrainOptions { Dataset = "synthetic", Encoder = "mem", Epochs = 1, Out = dir.Combine("local") },
+                source, new ConsoleProgress(TextWriter.Null, false)).RunAsync(CancellationToken.None);
+        }
+
+        await using var cachedSource = Synthetic("cached");
+        var options = new TrainOptions { Dataset = "synthetic", Encoder = "mem", Epochs = 1, Out = dir.Combine("cached"), Compare = dir.Combine("local", RunMetrics.FileName) };
+
+        var e = await Assert.ThrowsAsync<TrainerException>(() => new TrainingRun(options, cachedSource, new ConsoleProgress(TextWriter.Null, false)).RunAsync(CancellationToken.None));
+
+        Assert.Contains("other-weights", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

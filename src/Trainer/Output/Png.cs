@@ -79,7 +79,7 @@ public sealed class Canvas
         }
     }
 
-    /// <summary>Text in a 3×5 pixel font (digits, '.', '-', a few capitals), each pixel drawn <paramref name="scale"/>² big.</summary>
+    /// <summary>Text in a 3×5 pixel font (digits, '.', '-', the capitals the plot uses), each pixel drawn <paramref name="scale"/>² big.</summary>
     public void Text(int x, int y, string text, Rgba c, int scale = 2)
     {
         foreach (var ch in text.ToUpperInvariant())
@@ -107,7 +107,7 @@ public sealed class Canvas
         ['0'] = [7, 5, 5, 5, 7], ['1'] = [2, 6, 2, 2, 7], ['2'] = [7, 1, 7, 4, 7], ['3'] = [7, 1, 7, 1, 7],
         ['4'] = [5, 5, 7, 1, 1], ['5'] = [7, 4, 7, 1, 7], ['6'] = [7, 4, 7, 5, 7], ['7'] = [7, 1, 1, 1, 1],
         ['8'] = [7, 5, 7, 5, 7], ['9'] = [7, 5, 7, 1, 7], ['.'] = [0, 0, 0, 0, 2], ['-'] = [0, 0, 7, 0, 0],
-        ['@'] = [7, 5, 5, 4, 7], ['A'] = [7, 5, 7, 5, 5], ['C'] = [7, 4, 4, 4, 7], ['E'] = [7, 4, 7, 4, 7],
+        ['A'] = [7, 5, 7, 5, 5], ['C'] = [7, 4, 4, 4, 7], ['E'] = [7, 4, 7, 4, 7],
         ['H'] = [5, 5, 7, 5, 5], ['L'] = [4, 4, 4, 4, 7], ['O'] = [7, 5, 5, 5, 7], ['P'] = [7, 5, 7, 4, 4],
         ['R'] = [7, 5, 7, 6, 5], ['S'] = [7, 4, 7, 1, 7], ['T'] = [7, 2, 2, 2, 2], ['W'] = [5, 5, 5, 7, 5],
         ['B'] = [6, 5, 6, 5, 6], ['I'] = [7, 2, 2, 2, 7], ['N'] = [5, 7, 7, 7, 5], ['D'] = [6, 5, 5, 5, 6],

@@ -23,6 +23,9 @@ public sealed class RunMetrics
     /// <summary>"cached" (served by the service) or "local" (--no-cache).</summary>
     public required string Source { get; init; }
 
+    /// <summary>The encoder's fingerprint (its weights and settings), so a comparison is of the same encoder.</summary>
+    public string? Fingerprint { get; init; }
+
     public required RunConfig Config { get; init; }
 
     public required FillMetrics Fill { get; init; }

@@ -48,7 +48,7 @@ public static class TrainingPlot
         var lossMax = LossAxisMax(losses);
 
         Panel(canvas, LossArea, "LOSS", lossMax, epochs);
-        Panel(canvas, PrecisionArea, "PREC@1", 1, epochs);
+        Panel(canvas, PrecisionArea, "PRECISION AT 1", 1, epochs);
         canvas.Text((Width / 2) - (Canvas.TextWidth("EPOCH") / 2), Height - 22, "EPOCH", Axis);
 
         var baseline = PointFor(PrecisionArea, 1, 1, metrics.Baseline.PrecisionAt1, 1).Y;

@@ -52,14 +52,14 @@ public sealed class CachedEmbeddingSource : IEmbeddingSource
             // Prewarm is an admin call; without that credential the first epoch's stream fills instead.
             _fillOnRead = true;
             FillNote = $"prewarm refused ({e.StatusCode}); the first epoch asks the stream to fill missing items";
-            return new SourceReady(_dim, 0, 0);
+            return new SourceReady(_dim, 0, 0, info.Fingerprint);
         }
 
         if (last is null)
             throw new TrainerException($"prewarm of '{_dataset}' for '{_encoder}' returned no progress");
         if (last.State != JobState.Completed)
             throw new TrainerException($"prewarm of '{_dataset}' for '{_encoder}' ended {last.State}: {last.Message}");
-        return new SourceReady(_dim, (long)last.Encoded, (long)last.Skipped);
+        return new SourceReady(_dim, (long)last.Encoded, (long)last.Skipped, info.Fingerprint);
     }
 
     public async IAsyncEnumerable<EmbeddingBatch> ReadAsync(ReadRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)

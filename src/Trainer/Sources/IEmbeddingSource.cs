@@ -27,7 +27,8 @@ public interface IEmbeddingSource : IAsyncDisposable
 /// <param name="Dim">Embedding dim of the encoder.</param>
 /// <param name="Encoded">Items the fill encoded (cache misses).</param>
 /// <param name="AlreadyCached">Items the fill found cached (hits).</param>
-public sealed record SourceReady(int Dim, long Encoded, long AlreadyCached);
+/// <param name="Fingerprint">The encoder's fingerprint: two runs compare only when theirs match.</param>
+public sealed record SourceReady(int Dim, long Encoded, long AlreadyCached, string Fingerprint);
 
 /// <summary>Fill progress: items processed of total.</summary>
 public readonly record struct FillProgress(string What, long Processed, long Total);

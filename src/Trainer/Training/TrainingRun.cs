@@ -36,6 +36,7 @@ public sealed class TrainingRun
         _progress.Line($"{_source.Kind}: {o.Dataset}/{o.Encoder} dim {ready.Dim}; ready in {Format(fillSeconds, "0.00")}s " +
                        $"(encoded {ready.Encoded}, already cached {ready.AlreadyCached}){(note is null ? "" : $"; {note}")}");
 
+        var comparison = ReadComparison(o.Compare, _source.Kind, o.Dataset, o.Encoder, ready.Fingerprint);
         using var eval = await EvalSet.ReadAsync(_source, o.ValSplit, cancellationToken);
         var loss = ChooseLoss(o.Loss, eval.HasPairs);
         var spec = HeadSpec.For(o.Head, ready.Dim, o.HiddenDim, o.OutputDim);
@@ -50,6 +51,7 @@ public sealed class TrainingRun
             Dataset = o.Dataset,
             Encoder = o.Encoder,
             Source = _source.Kind,
+            Fingerprint = ready.Fingerprint,
             Config = new RunConfig(spec.Kind, loss, o.Epochs, o.BatchSize, o.LearningRate, o.Margin, o.Seed, o.K,
                 spec.InputDim, spec.HiddenDim, spec.OutputDim, o.NoCache ? null : o.Service.ToString()),
             Fill = new FillMetrics(fillSeconds, ready.Encoded, ready.AlreadyCached, note),
@@ -80,7 +82,7 @@ public sealed class TrainingRun
                            $"R@{scores.K} {Format(scores.RecallAtK)}  {Format(seconds, "0.000")}s  hit rate {Format(hitRate * 100, "0.0")}%");
         }
 
-        metrics.Speedups = Speedups(metrics, o.Compare);
+        metrics.Speedups = Speedups(metrics, comparison, o.Compare);
         return WriteOutputs(metrics, head, spec);
     }
 
@@ -141,27 +143,46 @@ public sealed class TrainingRun
         (null, false) => LossKind.Triplet,
     };
 
-    private static SpeedupMetrics Speedups(RunMetrics metrics, string? comparePath)
+    /// <summary>The --compare run, checked before any training: the other kind of run, same dataset and encoder fingerprint.</summary>
+    private static RunMetrics? ReadComparison(string? comparePath, string source, string dataset, string encoder, string fingerprint)
+    {
+        if (comparePath is null)
+            return null;
+        RunMetrics other;
+        try
+        {
+            other = RunMetrics.Read(comparePath);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new TrainerException($"--compare {comparePath} is not a trainer metrics.json: {e.Message}");
+        }
+
+        if (other.Source == source || other.Source is not ("cached" or "local"))
+            throw new TrainerException($"--compare needs the metrics of the other kind of run ({comparePath} is {other.Source}, this run is {source})");
+        if (other.Fingerprint != fingerprint || other.Dataset != dataset)
+            throw new TrainerException($"--compare {comparePath} is {other.Dataset}/{other.Encoder} fingerprint {other.Fingerprint}; this run is {dataset}/{encoder} fingerprint {fingerprint}");
+        return other;
+    }
+
+    private static SpeedupMetrics Speedups(RunMetrics metrics, RunMetrics? other, string? comparePath)
     {
         double? overFill = null;
         var first = metrics.Epochs.FirstOrDefault(e => e.Fill);
         var steady = metrics.SteadyEpochSeconds();
         if (first is not null && steady is > 0)
             overFill = first.Seconds / steady.Value;
-        if (comparePath is null)
+        if (other is null)
             return new SpeedupMetrics { CachedOverFill = overFill };
 
-        var other = RunMetrics.Read(comparePath);
         var (cached, local) = metrics.Source == "cached" ? (metrics, other) : (other, metrics);
-        if (cached.Source != "cached" || local.Source != "local")
-            throw new TrainerException($"--compare needs the metrics of the other kind of run ({comparePath} is {other.Source}, this run is {metrics.Source})");
         var cachedSteady = cached.SteadyEpochSeconds();
         var localSteady = local.SteadyEpochSeconds();
         return new SpeedupMetrics
         {
             CachedOverFill = overFill ?? cached.Speedups.CachedOverFill,
             CachedOverNoCache = cachedSteady is > 0 && localSteady is not null ? localSteady / cachedSteady : null,
-            ComparedWith = Path.GetFullPath(comparePath),
+            ComparedWith = Path.GetFullPath(comparePath!),
         };
     }
 
