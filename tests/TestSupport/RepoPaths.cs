@@ -19,6 +19,15 @@ public static class RepoPaths
         return path;
     }
 
+    /// <summary>The built main assembly of a helper program under tests/, e.g. ("EncoderProbe", "EmbedCache.EncoderProbe").</summary>
+    public static string BuiltTestProgram(string projectFolder, string assemblyName)
+    {
+        var path = Path.Combine(Root, "tests", projectFolder, "bin", Configuration, "net10.0", assemblyName + ".dll");
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path} is not built; build the solution first.", path);
+        return path;
+    }
+
     private static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

@@ -1,0 +1,635 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using EmbedCache.Engine.Embeddings;
+using FASTER.core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+
+namespace EmbedCache.Engine.Storage;
+
+/// <summary>
+/// The embedding store: FASTER-backed namespaces (one per encoder fingerprint) in Gpu, Cpu or Disk tiers, a label
+/// and metadata store, checksummed values, and checkpoints that cover all of it.
+/// </summary>
+/// <remarks>
+/// <para>Three FasterKV&lt;SpanByte, SpanByte&gt; stores live under the root: <c>cpu/</c> (Cpu and Gpu namespaces,
+/// sized to stay in memory), <c>disk/</c> (small memory window) and <c>meta/</c> (labels, index keys, metadata).
+/// A store checkpoint takes a FASTER checkpoint of each and then commits them together in <c>manifest.json</c>;
+/// opening recovers exactly the tokens the manifest names, so the three never disagree.</para>
+/// <para>Thread-safety: the store is thread-safe; a <see cref="StoreSession"/> is not (one per thread or task).</para>
+/// </remarks>
+public sealed class EmbeddingStore : IDisposable
+{
+    internal const string CpuName = "cpu";
+    internal const string DiskName = "disk";
+    internal const string MetaName = "meta";
+    private const long MetaLogMemoryBytes = 64L << 20;
+    private const long MetaIndexBytes = 1L << 20;
+
+    private readonly StoreOptions _options;
+    private readonly ILogger _logger;
+    private readonly FileStream? _lock;
+    private readonly ConcurrentDictionary<Fingerprint, NamespaceState> _namespaces = new();
+    private readonly ConcurrentDictionary<StoreSession, byte> _sessions = new();
+    private readonly Lock _registerLock = new();
+    private readonly SemaphoreSlim _admin = new(1, 1);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Lazy<bool> _cuda;
+    private readonly Task? _periodic;
+    private Manifest? _manifest;
+    private long _version;
+    private StoreCheckpoint? _lastCheckpoint;
+    private bool _gpuFallbackWarned;
+    private int _disposed;
+
+    private EmbeddingStore(StoreOptions options, ILogger logger, string root, bool persistent, FileStream? lockFile,
+        KvStore cpu, KvStore disk, KvStore meta, Manifest? manifest, Lazy<bool> cuda)
+    {
+        _options = options;
+        _logger = logger;
+        Root = root;
+        Persistent = persistent;
+        _lock = lockFile;
+        CpuStore = cpu;
+        DiskStore = disk;
+        MetaStore = meta;
+        _cuda = cuda;
+        _manifest = manifest;
+        if (manifest is not null)
+        {
+            _version = manifest.Version;
+            _lastCheckpoint = new StoreCheckpoint(manifest.Version, manifest.Time, true);
+            foreach (var ns in manifest.Namespaces)
+            {
+                var spec = new NamespaceSpec(ns.Encoder, ns.Fingerprint, ns.Dim, ns.DType, ns.Tier);
+                var state = new NamespaceState(spec, ns.Tier, ns.StorageTier, registered: false) { Items = ns.Items, Bytes = ns.Bytes };
+                _namespaces[ns.Fingerprint] = state;
+            }
+        }
+
+        if (persistent && options.CheckpointInterval > TimeSpan.Zero)
+            _periodic = Task.Run(() => CheckpointPeriodicallyAsync(options.CheckpointInterval, _stop.Token));
+    }
+
+    /// <summary>The SaveDir (full path), or the private temp directory of a memory-only store.</summary>
+    public string Root { get; }
+
+    /// <summary>True with a SaveDir: checkpoints are durable and opening recovers them.</summary>
+    public bool Persistent { get; }
+
+    internal KvStore CpuStore { get; }
+
+    internal KvStore DiskStore { get; }
+
+    internal KvStore MetaStore { get; }
+
+    internal PutGate Gate { get; } = new();
+
+    /// <summary>The last committed checkpoint (recovered at open, or taken since); null before the first.</summary>
+    public StoreCheckpoint? LastCheckpoint => Volatile.Read(ref _lastCheckpoint);
+
+    /// <summary>Raised after each committed checkpoint (periodic, on demand, after a drop, on dispose).</summary>
+    public event EventHandler<StoreCheckpoint>? CheckpointCompleted;
+
+    /// <summary>True when CUDA is available to TorchSharp (loads libtorch on first use).</summary>
+    public bool CudaAvailable => _cuda.Value;
+
+    /// <summary>
+    /// Opens (and with a SaveDir, recovers) a store.
+    /// </summary>
+    /// <exception cref="ArgumentException">The options are invalid (the message lists each bad key).</exception>
+    /// <exception cref="StoreOpenException">
+    /// The SaveDir is corrupt, of another format version, not a store, or in use; or RequireGpu is set without CUDA.
+    /// With <see cref="StoreOptions.MoveAsideIncompatibleSaveDir"/>, the first three move the directory aside instead.
+    /// </exception>
+    public static EmbeddingStore Open(StoreOptions options, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var errors = new List<string>(options.Validate());
+        if (errors.Count > 0)
+            throw new ArgumentException("invalid store options: " + string.Join("; ", errors), nameof(options));
+        if (!BitConverter.IsLittleEndian)
+            throw new PlatformNotSupportedException("the embedding store's files are little-endian; big-endian hosts are not supported");
+
+        var logger = (ILogger?)loggerFactory?.CreateLogger<EmbeddingStore>() ?? NullLogger.Instance;
+        var cuda = new Lazy<bool>(DetectCuda);
+        if (options.RequireGpu && !cuda.Value)
+        {
+            throw new StoreOpenException(
+                "RequireGpu is true but CUDA is not available (torch.cuda.is_available() is false). " +
+                "Run on a CUDA host with the CUDA build (-p:TorchBackend=cuda), or set RequireGpu to false to use a host table.");
+        }
+
+        if (string.IsNullOrEmpty(options.SaveDir))
+        {
+            var temp = Path.Combine(Path.GetTempPath(), $"embedcache-store-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            Directory.CreateDirectory(temp);
+            try
+            {
+                var store = Create(options, logger, temp, persistent: false, lockFile: null, manifest: null, cuda);
+                StoreLog.Opened(logger, temp, false, 0, 0);
+                return store;
+            }
+            catch
+            {
+                Directory.Delete(temp, recursive: true);
+                throw;
+            }
+        }
+
+        var root = Path.GetFullPath(options.SaveDir);
+        try
+        {
+            return OpenPersistent(options, logger, root, cuda);
+        }
+        catch (StoreOpenException e) when (options.MoveAsideIncompatibleSaveDir && e.Data.Contains(StoreDirectory.MovableKey))
+        {
+            var target = StoreDirectory.MoveAside(root);
+            StoreLog.MovedAside(logger, e.Message, target);
+            return OpenPersistent(options, logger, root, cuda);
+        }
+    }
+
+    private static EmbeddingStore OpenPersistent(StoreOptions options, ILogger logger, string root, Lazy<bool> cuda)
+    {
+        var kind = StoreDirectory.Inspect(root);
+        if (kind == StoreDirectory.Kind.Empty)
+            StoreDirectory.WriteMarker(root);
+        var lockFile = StoreDirectory.Lock(root);
+        try
+        {
+            Manifest? manifest;
+            try
+            {
+                manifest = Manifest.Read(root);
+            }
+            catch (InvalidDataException e)
+            {
+                throw StoreDirectory.Movable($"SaveDir '{root}' is corrupt: {e.Message}", e);
+            }
+
+            if (manifest is null)
+            {
+                // Never checkpointed: whatever logs exist were never committed, so nothing committed is lost.
+                foreach (var name in new[] { CpuName, DiskName, MetaName })
+                {
+                    var dir = Path.Combine(root, name);
+                    if (Directory.Exists(dir))
+                        Directory.Delete(dir, recursive: true);
+                }
+            }
+            else
+            {
+                foreach (var name in new[] { CpuName, DiskName, MetaName })
+                {
+                    if (!manifest.Tokens.ContainsKey(name))
+                        throw StoreDirectory.Movable($"SaveDir '{root}' is corrupt: {Manifest.FileName} names no checkpoint for the {name} store.");
+                }
+            }
+
+            var store = Create(options, logger, root, persistent: true, lockFile, manifest, cuda);
+            StoreLog.Opened(logger, root, true, manifest?.Version ?? 0, manifest?.Namespaces.Count ?? 0);
+            return store;
+        }
+        catch
+        {
+            lockFile.Dispose();
+            throw;
+        }
+    }
+
+    private static EmbeddingStore Create(StoreOptions options, ILogger logger, string root, bool persistent, FileStream? lockFile, Manifest? manifest, Lazy<bool> cuda)
+    {
+        var recover = manifest is not null;
+        var segmentBits = options.LogSegmentSizeBits;
+        KvStore? cpu = null, disk = null, meta = null;
+        try
+        {
+            cpu = KvStore.Create(CpuName, Path.Combine(root, CpuName), options.CpuMemoryBytes, options.CpuMemoryBytes / 128, 22, segmentBits, recover);
+            var diskIndex = options.DiskMemoryBytes / 4;
+            disk = KvStore.Create(DiskName, Path.Combine(root, DiskName), options.DiskMemoryBytes - diskIndex, diskIndex, 22, segmentBits, recover);
+            meta = KvStore.Create(MetaName, Path.Combine(root, MetaName), MetaLogMemoryBytes, MetaIndexBytes, 22, segmentBits, recover);
+            if (manifest is not null)
+            {
+                foreach (var kv in new[] { cpu, disk, meta })
+                    Recover(root, kv, manifest);
+            }
+
+            return new EmbeddingStore(options, logger, root, persistent, lockFile, cpu, disk, meta, manifest, cuda);
+        }
+        catch
+        {
+            meta?.Dispose();
+            disk?.Dispose();
+            cpu?.Dispose();
+            throw;
+        }
+    }
+
+    private static void Recover(string root, KvStore kv, Manifest manifest)
+    {
+        var token = manifest.Tokens[kv.Name];
+        try
+        {
+            kv.Kv.Recover(token);
+        }
+        catch (Exception e) when (e is FasterException or IOException or InvalidDataException or ArgumentException or InvalidOperationException or IndexOutOfRangeException or FormatException)
+        {
+            throw StoreDirectory.Movable($"SaveDir '{root}' is corrupt: the {kv.Name} store cannot be recovered from checkpoint {token} ({e.Message}).", e);
+        }
+
+        // A drop commits its compaction (the new begin address) before deleting log files; if the process died in
+        // between, finish the truncation now. A no-op otherwise.
+        kv.Kv.Log.Truncate();
+        kv.PurgeCheckpointsExcept(token);
+    }
+
+    private static bool DetectCuda()
+    {
+        try
+        {
+            return torch.cuda.is_available();
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or NotSupportedException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Registers an encoder's namespace (idempotent per fingerprint) and resolves <see cref="Tier.Auto"/>. A namespace
+    /// already in the SaveDir keeps its data and the FASTER store it was written to.
+    /// </summary>
+    public NamespaceHandle Register(NamespaceSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ThrowIfDisposed();
+        if (string.IsNullOrWhiteSpace(spec.Encoder))
+            throw new ArgumentException("namespace encoder name must not be empty", nameof(spec));
+        if (spec.Dim is < 1 or > 65536)
+            throw new ArgumentException($"namespace {spec.Encoder}: Dim must be 1..65536 (was {spec.Dim})", nameof(spec));
+        if (!Enum.IsDefined(spec.DType))
+            throw new ArgumentException($"namespace {spec.Encoder}: unknown dtype {(int)spec.DType}", nameof(spec));
+        if (!Enum.IsDefined(spec.Tier))
+            throw new ArgumentException($"namespace {spec.Encoder}: unknown tier {(int)spec.Tier}", nameof(spec));
+
+        var tier = spec.Tier == Tier.Auto ? _options.DefaultTier : spec.Tier;
+        if (tier == Tier.Auto)
+            tier = _cuda.Value ? Tier.Gpu : Tier.Cpu;
+
+        lock (_registerLock)
+        {
+            if (_namespaces.TryGetValue(spec.Fingerprint, out var existing) && !existing.Dropped)
+            {
+                if (existing.Spec.Dim != spec.Dim || existing.Spec.DType != spec.DType)
+                {
+                    throw new ArgumentException(
+                        $"namespace {spec.Fingerprint} is stored as dim {existing.Spec.Dim} {existing.Spec.DType}; registered as dim {spec.Dim} {spec.DType}",
+                        nameof(spec));
+                }
+
+                if (existing.Registered)
+                    return existing.Handle!;
+
+                var effective = tier;
+                if (StorageTierOf(tier) != existing.StorageTier)
+                {
+                    StoreLog.TierMismatch(_logger, spec.Encoder, spec.Fingerprint, existing.StorageTier, tier);
+                    effective = existing.StorageTier;
+                }
+
+                CheckRecordFits(spec, existing.StorageTier);
+                existing.Spec = spec;
+                existing.Tier = effective;
+                if (effective == Tier.Gpu)
+                    existing.Table = CreateTable(spec);
+                existing.Handle = new NamespaceHandle(existing);
+                existing.Registered = true;
+                return existing.Handle;
+            }
+
+            var storage = StorageTierOf(tier);
+            CheckRecordFits(spec, storage);
+            var state = new NamespaceState(spec, tier, storage, registered: true);
+            if (tier == Tier.Gpu)
+                state.Table = CreateTable(spec);
+            state.Handle = new NamespaceHandle(state);
+            _namespaces[spec.Fingerprint] = state;
+            return state.Handle;
+        }
+    }
+
+    private static Tier StorageTierOf(Tier tier) => tier == Tier.Disk ? Tier.Disk : Tier.Cpu;
+
+    internal KvStore StoreOf(NamespaceState state) => state.StorageTier == Tier.Disk ? DiskStore : CpuStore;
+
+    private void CheckRecordFits(NamespaceSpec spec, Tier storage)
+    {
+        var kv = storage == Tier.Disk ? DiskStore : CpuStore;
+        var record = StoreFunctions.RecordBytes(sizeof(int) + Fingerprint.Size + 1 + ItemKeyMax, sizeof(int) + Checksums.Size + spec.RowBytes);
+        if (record > kv.MaxRecordBytes)
+        {
+            throw new ArgumentException(
+                $"namespace {spec.Encoder}: rows of {spec.RowBytes} bytes do not fit the {storage} tier's pages ({kv.MaxRecordBytes} bytes per record); raise its memory budget",
+                nameof(spec));
+        }
+    }
+
+    private const int ItemKeyMax = Keys.ItemKeyBatch.MaxItemKeyBytes;
+
+    private GpuTable CreateTable(NamespaceSpec spec)
+    {
+        var cuda = _cuda.Value;
+        if (!cuda && !_gpuFallbackWarned)
+        {
+            _gpuFallbackWarned = true;
+            StoreLog.GpuFallback(_logger);
+        }
+
+        var capacity = (int)Math.Min(_options.GpuMemoryBytes / spec.RowBytes, int.MaxValue);
+        if (capacity < 1)
+            throw new ArgumentException($"namespace {spec.Encoder}: GpuMemoryBytes ({_options.GpuMemoryBytes}) holds no row of {spec.RowBytes} bytes", nameof(spec));
+        return new GpuTable(capacity, spec.RowBytes, cuda);
+    }
+
+    /// <summary>A new session for one thread or task. Dispose it when done.</summary>
+    public StoreSession NewSession()
+    {
+        ThrowIfDisposed();
+        var session = new StoreSession(this);
+        _sessions[session] = 0;
+        return session;
+    }
+
+    internal void Forget(StoreSession session) => _sessions.TryRemove(session, out _);
+
+    /// <summary>
+    /// Takes a checkpoint of all three FASTER stores and commits it. Everything written before the call is durable
+    /// when the task completes. Memory-only stores only count the version.
+    /// </summary>
+    public async Task<StoreCheckpoint> CheckpointAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        await _admin.WaitAsync(cancellationToken);
+        try
+        {
+            return await CheckpointCoreAsync();
+        }
+        finally
+        {
+            _admin.Release();
+        }
+    }
+
+    /// <summary>Caller holds <see cref="_admin"/>.</summary>
+    private async Task<StoreCheckpoint> CheckpointCoreAsync()
+    {
+        var clock = Stopwatch.StartNew();
+        if (!Persistent)
+        {
+            var memoryOnly = new StoreCheckpoint(Interlocked.Increment(ref _version), DateTimeOffset.UtcNow, false);
+            Publish(memoryOnly);
+            return memoryOnly;
+        }
+
+        var stores = new[] { CpuStore, DiskStore, MetaStore };
+        var tokens = new Dictionary<string, Guid>();
+        var tasks = new Task[stores.Length];
+        List<ManifestNamespace> namespaces;
+
+        // Shut writes out while the FASTER versions switch: counts taken now are exactly what the checkpoints hold.
+        await Gate.CloseAsync();
+        try
+        {
+            namespaces = SnapshotNamespaces();
+            var before = new long[stores.Length];
+            for (var i = 0; i < stores.Length; i++)
+            {
+                var kv = stores[i].Kv;
+                before[i] = kv.CurrentVersion;
+                if (!kv.TryInitiateFullCheckpoint(out var token, CheckpointType.FoldOver))
+                    throw new InvalidOperationException($"the {stores[i].Name} store refused to start a checkpoint (one is already running)");
+                tokens[stores[i].Name] = token;
+                tasks[i] = kv.CompleteCheckpointAsync().AsTask();
+            }
+
+            for (var i = 0; i < stores.Length; i++)
+            {
+                while (stores[i].Kv.CurrentVersion <= before[i] && !tasks[i].IsCompleted)
+                    await Task.Delay(1);
+            }
+        }
+        finally
+        {
+            Gate.Open();
+        }
+
+        await Task.WhenAll(tasks);
+
+        var manifest = new Manifest(_version + 1, DateTimeOffset.UtcNow, tokens, namespaces);
+        manifest.Write(Root);
+        _manifest = manifest;
+        _version = manifest.Version;
+        foreach (var kv in stores)
+            kv.PurgeCheckpointsExcept(tokens[kv.Name]);
+
+        var checkpoint = new StoreCheckpoint(manifest.Version, manifest.Time, true);
+        StoreLog.Checkpointed(_logger, checkpoint.Version, clock.ElapsedMilliseconds);
+        Publish(checkpoint);
+        return checkpoint;
+    }
+
+    private void Publish(StoreCheckpoint checkpoint)
+    {
+        Volatile.Write(ref _lastCheckpoint, checkpoint);
+        CheckpointCompleted?.Invoke(this, checkpoint);
+    }
+
+    private List<ManifestNamespace> SnapshotNamespaces()
+    {
+        var list = new List<ManifestNamespace>(_namespaces.Count);
+        foreach (var state in _namespaces.Values)
+        {
+            if (state.Dropped)
+                continue;
+            list.Add(new ManifestNamespace(state.Spec.Fingerprint, state.Spec.Encoder, state.Spec.Dim, state.Spec.DType, state.Tier,
+                state.StorageTier, Interlocked.Read(ref state.Items), Interlocked.Read(ref state.Bytes)));
+        }
+
+        return list;
+    }
+
+    private async Task CheckpointPeriodicallyAsync(TimeSpan interval, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                try
+                {
+                    await CheckpointAsync(cancellationToken);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception e) when (e is not ObjectDisposedException)
+                {
+                    StoreLog.CheckpointFailed(_logger, e);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Registered namespaces and those found in the SaveDir, with item counts and bytes per tier.</summary>
+    public IReadOnlyList<NamespaceInfo> ListNamespaces()
+    {
+        ThrowIfDisposed();
+        var list = new List<NamespaceInfo>(_namespaces.Count);
+        foreach (var state in _namespaces.Values)
+        {
+            if (state.Dropped)
+                continue;
+            var kv = StoreOf(state);
+            var live = Interlocked.Read(ref state.Bytes);
+            var inMemory = kv.InMemoryFraction;
+            var memory = (long)(live * inMemory);
+            var disk = Persistent ? live : live - memory;
+            var spec = state.Spec;
+            list.Add(new NamespaceInfo(spec.Encoder, spec.Fingerprint, spec.Dim, spec.DType, state.Tier, state.Registered,
+                Interlocked.Read(ref state.Items), state.Table?.ResidentBytes ?? 0, memory, disk,
+                Interlocked.Read(ref state.Hits), Interlocked.Read(ref state.Misses)));
+        }
+
+        list.Sort(static (a, b) => string.CompareOrdinal(a.Encoder, b.Encoder));
+        return list;
+    }
+
+    /// <summary>
+    /// Removes a namespace and reclaims its space: its FASTER store is compacted without the namespace's records and,
+    /// once that is committed (with a SaveDir), the log is truncated. Handles to it stop working.
+    /// </summary>
+    public DropResult Drop(Fingerprint fingerprint)
+    {
+        ThrowIfDisposed();
+        _admin.Wait();
+        try
+        {
+            if (!_namespaces.TryGetValue(fingerprint, out var state) || state.Dropped)
+                return new DropResult(fingerprint, false, 0, 0);
+
+            var kv = StoreOf(state);
+            long before, after;
+            Gate.CloseAsync().GetAwaiter().GetResult();
+            try
+            {
+                lock (_registerLock)
+                {
+                    state.Dropped = true;
+                    _namespaces.TryRemove(fingerprint, out _);
+                }
+
+                before = kv.LogBytes;
+                var log = kv.Kv.Log;
+                log.ShiftReadOnlyAddress(log.TailAddress, wait: true);
+                using var session = kv.NewSession(new StoreFunctions());
+                session.Compact(log.SafeReadOnlyAddress, CompactionType.Lookup, new DropCompaction(state.FingerprintBytes));
+                after = kv.LogBytes;
+            }
+            finally
+            {
+                Gate.Open();
+            }
+
+            state.Table?.Dispose();
+            state.Table = null;
+            if (Persistent)
+            {
+                // Commit the compacted state (its new begin address) before deleting any log file.
+                CheckpointCoreAsync().GetAwaiter().GetResult();
+            }
+
+            kv.Kv.Log.Truncate();
+            var items = Interlocked.Read(ref state.Items);
+            var reclaimed = Math.Max(0, before - after);
+            StoreLog.Dropped(_logger, fingerprint, items, reclaimed);
+            return new DropResult(fingerprint, true, items, reclaimed);
+        }
+        finally
+        {
+            _admin.Release();
+        }
+    }
+
+    /// <summary>Compaction treats every record of the dropped namespace as deleted.</summary>
+    private readonly struct DropCompaction(byte[] fingerprint) : ICompactionFunctions<SpanByte, SpanByte>
+    {
+        public bool IsDeleted(ref SpanByte key, ref SpanByte value) => key.AsReadOnlySpan().StartsWith(fingerprint);
+    }
+
+    internal void ReportTableCorruption(NamespaceState state, int count, string firstKey) =>
+        StoreLog.TableCorruption(_logger, count, state.Spec.Encoder, state.Spec.Fingerprint, firstKey);
+
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+    /// <summary>Takes a final checkpoint (with a SaveDir) and closes the store. Sessions still open are closed too.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        _stop.Cancel();
+        try
+        {
+            _periodic?.GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        foreach (var session in _sessions.Keys)
+            session.DisposeFasterSessions();
+        _sessions.Clear();
+
+        if (Persistent)
+        {
+            _admin.Wait();
+            try
+            {
+                CheckpointCoreAsync().GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or FasterException or UnauthorizedAccessException)
+            {
+                StoreLog.FinalCheckpointFailed(_logger, e);
+            }
+            finally
+            {
+                _admin.Release();
+            }
+        }
+
+        foreach (var state in _namespaces.Values)
+            state.Table?.Dispose();
+        MetaStore.Dispose();
+        DiskStore.Dispose();
+        CpuStore.Dispose();
+        _lock?.Dispose();
+        Gate.Dispose();
+        _admin.Dispose();
+        _stop.Dispose();
+        if (!Persistent)
+        {
+            try
+            {
+                Directory.Delete(Root, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}

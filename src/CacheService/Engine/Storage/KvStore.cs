@@ -1,0 +1,118 @@
+using System.Numerics;
+using FASTER.core;
+
+namespace EmbedCache.Engine.Storage;
+
+/// <summary>
+/// One FasterKV&lt;SpanByte, SpanByte&gt; with its log device and checkpoint directory. The store has three: the
+/// Cpu tier (sized to hold its namespaces in memory), the Disk tier (small memory window) and the label/metadata
+/// store.
+/// </summary>
+internal sealed class KvStore : IDisposable
+{
+    private KvStore(string name, string directory, FasterKV<SpanByte, SpanByte> kv, IDevice device, int pageSizeBits, long logMemoryBytes, long indexBytes)
+    {
+        Name = name;
+        Directory = directory;
+        Kv = kv;
+        Device = device;
+        PageSizeBits = pageSizeBits;
+        LogMemoryBytes = logMemoryBytes;
+        IndexBytes = indexBytes;
+    }
+
+    public string Name { get; }
+
+    public string Directory { get; }
+
+    public FasterKV<SpanByte, SpanByte> Kv { get; }
+
+    public IDevice Device { get; }
+
+    public int PageSizeBits { get; }
+
+    public long LogMemoryBytes { get; }
+
+    public long IndexBytes { get; }
+
+    /// <summary>Largest record this store accepts (half a page, so a page always holds it).</summary>
+    public long MaxRecordBytes => 1L << (PageSizeBits - 1);
+
+    public string CheckpointDirectory => Path.Combine(Directory, "checkpoints");
+
+    /// <param name="logMemoryBytes">Memory for log pages; rounded down to a power of two.</param>
+    /// <param name="indexBytes">Memory for the hash index (64-byte buckets); rounded down to a power of two.</param>
+    public static KvStore Create(string name, string directory, long logMemoryBytes, long indexBytes, int maxPageSizeBits, int segmentSizeBits, bool recoverDevice)
+    {
+        var memoryBits = BitOperations.Log2((ulong)Math.Max(logMemoryBytes, 1L << 16));
+        var pageBits = Math.Clamp(memoryBits - 4, 12, maxPageSizeBits);
+        var buckets = 1L << Math.Max(BitOperations.Log2((ulong)Math.Max(indexBytes / 64, 1)), 10);
+        System.IO.Directory.CreateDirectory(Path.Combine(directory, "log"));
+        var device = Devices.CreateLogDevice(Path.Combine(directory, "log", "hlog.log"), recoverDevice: recoverDevice);
+        try
+        {
+            var kv = new FasterKV<SpanByte, SpanByte>(
+                buckets,
+                new LogSettings
+                {
+                    LogDevice = device,
+                    PageSizeBits = pageBits,
+                    MemorySizeBits = memoryBits,
+                    SegmentSizeBits = Math.Max(segmentSizeBits, pageBits),
+                    MutableFraction = 0.9,
+                },
+                new CheckpointSettings { CheckpointDir = Path.Combine(directory, "checkpoints") });
+            return new KvStore(name, directory, kv, device, pageBits, 1L << memoryBits, buckets * 64);
+        }
+        catch
+        {
+            device.Dispose();
+            throw;
+        }
+    }
+
+    public ClientSession<SpanByte, SpanByte, StoreInput, Empty, Empty, StoreFunctions> NewSession(StoreFunctions functions) =>
+        Kv.For(functions).NewSession(functions, sessionVariableLengthStructSettings: new SessionVariableLengthStructSettings<SpanByte, StoreInput>
+        {
+            valueLength = new StoreValueLength(),
+        });
+
+    /// <summary>Bytes between the begin and the tail of the log (live and dead records).</summary>
+    public long LogBytes => Kv.Log.TailAddress - Kv.Log.BeginAddress;
+
+    /// <summary>Fraction of the log's bytes that are in memory.</summary>
+    public double InMemoryFraction
+    {
+        get
+        {
+            var log = Kv.Log;
+            var total = log.TailAddress - log.BeginAddress;
+            if (total <= 0)
+                return 1;
+            var inMemory = log.TailAddress - Math.Max(log.HeadAddress, log.BeginAddress);
+            return Math.Clamp((double)inMemory / total, 0, 1);
+        }
+    }
+
+    /// <summary>Removes checkpoint directories other than <paramref name="keep"/> (left by a crash mid-checkpoint or superseded).</summary>
+    public void PurgeCheckpointsExcept(Guid keep)
+    {
+        foreach (var sub in new[] { "cpr-checkpoints", "index-checkpoints" })
+        {
+            var dir = Path.Combine(CheckpointDirectory, sub);
+            if (!System.IO.Directory.Exists(dir))
+                continue;
+            foreach (var entry in System.IO.Directory.EnumerateDirectories(dir))
+            {
+                if (Guid.TryParse(Path.GetFileName(entry), out var token) && token != keep)
+                    System.IO.Directory.Delete(entry, recursive: true);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        Kv.Dispose();
+        Device.Dispose();
+    }
+}

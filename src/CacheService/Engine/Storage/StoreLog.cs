@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Logging;
+
+namespace EmbedCache.Engine.Storage;
+
+internal static partial class StoreLog
+{
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Store opened at {Root} (persistent: {Persistent}); recovered checkpoint {Version} with {Namespaces} namespaces")]
+    public static partial void Opened(ILogger logger, string root, bool persistent, long version, int namespaces);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Error, Message = "{Reason} Moved it aside to {Target} and started an empty store.")]
+    public static partial void MovedAside(ILogger logger, string reason, string target);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "CUDA is not available: Gpu-tier namespaces use a host tensor table instead of device memory (set RequireGpu to make this an error)")]
+    public static partial void GpuFallback(ILogger logger);
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Debug, Message = "Checkpoint {Version} committed in {Milliseconds} ms")]
+    public static partial void Checkpointed(ILogger logger, long version, long milliseconds);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Error, Message = "Periodic checkpoint failed")]
+    public static partial void CheckpointFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Namespace {Encoder} ({Fingerprint}) is stored in the {Stored} tier; registered as {Requested}. It stays in {Stored}; drop it to move it.")]
+    public static partial void TierMismatch(ILogger logger, string encoder, Embeddings.Fingerprint fingerprint, Embeddings.Tier stored, Embeddings.Tier requested);
+
+    [LoggerMessage(EventId = 3007, Level = LogLevel.Information, Message = "Dropped namespace {Fingerprint}: {Items} items, {Bytes} bytes reclaimed")]
+    public static partial void Dropped(ILogger logger, Embeddings.Fingerprint fingerprint, long items, long bytes);
+
+    [LoggerMessage(EventId = 3009, Level = LogLevel.Warning, Message = "{Count} row(s) of the Gpu table of {Encoder} ({Fingerprint}) failed their checksum (first: {FirstKey}); dropped from the table and re-read from the store")]
+    public static partial void TableCorruption(ILogger logger, int count, string encoder, Embeddings.Fingerprint fingerprint, string firstKey);
+
+    [LoggerMessage(EventId = 3008, Level = LogLevel.Error, Message = "Final checkpoint on dispose failed")]
+    public static partial void FinalCheckpointFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,82 @@
+using EmbedCache.Engine.Embeddings;
+
+namespace EmbedCache.Engine.Storage;
+
+/// <summary>Configuration of the embedding store (host section <c>EmbedCache:Store</c>).</summary>
+public sealed class StoreOptions
+{
+    public const long DefaultCpuMemoryBytes = 2L << 30;
+    public const long DefaultDiskMemoryBytes = 64L << 20;
+    public const long DefaultGpuMemoryBytes = 1L << 30;
+    public const long MinMemoryBytes = 1L << 20;
+
+    /// <summary>
+    /// Where the store persists (FASTER logs, checkpoints, manifest). Null or empty: memory only — nothing survives
+    /// the process, and spill files (Disk tier, Cpu overflow) go to a private temp directory removed on dispose.
+    /// </summary>
+    public string? SaveDir { get; set; }
+
+    /// <summary>Tier of namespaces registered with <see cref="Tier.Auto"/>: Gpu when CUDA is present, else Cpu.</summary>
+    public Tier DefaultTier { get; set; } = Tier.Auto;
+
+    /// <summary>
+    /// Host memory of the Cpu-tier FASTER log (shared by Cpu and Gpu namespaces; Gpu namespaces are backed by it).
+    /// The hash index is sized from it too. Pages are allocated as the log grows.
+    /// </summary>
+    public long CpuMemoryBytes { get; set; } = DefaultCpuMemoryBytes;
+
+    /// <summary>Memory window of the Disk-tier FASTER store (log pages in memory + hash index); the data lives on disk.</summary>
+    public long DiskMemoryBytes { get; set; } = DefaultDiskMemoryBytes;
+
+    /// <summary>Device memory of the table of each Gpu-tier namespace; capacity = this / row bytes.</summary>
+    public long GpuMemoryBytes { get; set; } = DefaultGpuMemoryBytes;
+
+    /// <summary>Fail at open when CUDA is not available, instead of falling back to a host tensor table.</summary>
+    public bool RequireGpu { get; set; }
+
+    /// <summary>Period of automatic checkpoints (with a SaveDir). <see cref="TimeSpan.Zero"/> disables them.</summary>
+    public TimeSpan CheckpointInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// When the SaveDir is corrupt, from another format version or not a store: rename it to
+    /// <c>&lt;SaveDir&gt;.moved-&lt;UTC time&gt;</c> and start empty (logged as an error) instead of failing to open.
+    /// </summary>
+    public bool MoveAsideIncompatibleSaveDir { get; set; }
+
+    /// <summary>Size of the log files FASTER writes (2^bits bytes); truncation after a drop frees whole files.</summary>
+    internal int LogSegmentSizeBits { get; set; } = 24;
+
+    /// <summary>Error lines naming the key, e.g. <c>CpuMemoryBytes must be >= 1048576 (was -1)</c>. Empty when valid.</summary>
+    public IEnumerable<string> Validate()
+    {
+        var errors = new List<string>();
+        if (!Enum.IsDefined(DefaultTier))
+            errors.Add($"DefaultTier must be one of Auto, Gpu, Cpu, Disk (was {(int)DefaultTier})");
+        CheckMemory(errors, nameof(CpuMemoryBytes), CpuMemoryBytes);
+        CheckMemory(errors, nameof(DiskMemoryBytes), DiskMemoryBytes);
+        CheckMemory(errors, nameof(GpuMemoryBytes), GpuMemoryBytes);
+        if (CheckpointInterval < TimeSpan.Zero)
+            errors.Add($"CheckpointInterval must be >= 00:00:00 (was {CheckpointInterval})");
+        if (!string.IsNullOrEmpty(SaveDir))
+        {
+            try
+            {
+                _ = Path.GetFullPath(SaveDir);
+            }
+            catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+            {
+                errors.Add($"SaveDir is not a valid path ({e.Message}) (was '{SaveDir}')");
+            }
+        }
+
+        return errors;
+    }
+
+    private static void CheckMemory(List<string> errors, string name, long value)
+    {
+        if (value < MinMemoryBytes)
+            errors.Add($"{name} must be >= {MinMemoryBytes} (was {value})");
+        else if (value > 1L << 42)
+            errors.Add($"{name} must be <= {1L << 42} (was {value})");
+    }
+}
