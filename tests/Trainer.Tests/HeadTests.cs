@@ -14,11 +14,14 @@ public sealed class HeadTests
         using var scope = NewDisposeScope();
         var spec = HeadSpec.For(kind, 16, hiddenDim: 24, outputDim: kind == HeadKind.Mlp ? 8 : null);
         using var head = Heads.Create(spec, seed: 7);
-        // Move the weights away from their initial values, so a load that silently re-initialised would show.
+        // Move the weights and the running statistics away from their initial values, so a load that
+        // silently re-initialised (or skipped buffers) would show.
         using (no_grad())
         {
             foreach (var p in head.parameters())
                 p.add_(randn_like(p) * 0.1);
+            head.train();
+            head.forward((randn(32, 16) * 3) + 1);
         }
 
         head.eval();

@@ -8,7 +8,7 @@ namespace EmbedCache.Trainer;
 /// <summary>Which head sits on top of the frozen encoder.</summary>
 public enum HeadKind
 {
-    /// <summary>Linear → ReLU → Linear.</summary>
+    /// <summary>Standardise → Linear → ReLU → Linear.</summary>
     Mlp,
 
     /// <summary>Quaterion's SkipConnectionHead: <c>x + sigmoid(gates) ⊙ Linear(x)</c>.</summary>
@@ -73,15 +73,23 @@ public static class Heads
     }
 }
 
-/// <summary>Linear → ReLU → Linear.</summary>
+/// <summary>
+/// Standardise → Linear → ReLU → Linear. The input standardisation (BatchNorm without affine terms:
+/// batch statistics while training, running ones after) is there because frozen encoders emit
+/// uncentred, large-scale rows — the built-in mlp encoder's outputs on digits have column means about
+/// twice their spread — and on such rows batch-hard triplet training collapses every output to one
+/// direction (loss stuck at the margin); standardised, it trains.
+/// </summary>
 public sealed class MlpHead : nn.Module<Tensor, Tensor>
 {
+    private readonly BatchNorm1d _norm;
     private readonly Linear _fc1;
     private readonly Linear _fc2;
 
     public MlpHead(int inputDim, int hiddenDim, int outputDim)
         : base(nameof(MlpHead))
     {
+        _norm = nn.BatchNorm1d(inputDim, affine: false);
         _fc1 = nn.Linear(inputDim, hiddenDim);
         _fc2 = nn.Linear(hiddenDim, outputDim);
         RegisterComponents();
@@ -89,7 +97,8 @@ public sealed class MlpHead : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        using var hidden = _fc1.forward(input);
+        using var normed = _norm.forward(input);
+        using var hidden = _fc1.forward(normed);
         using var activated = nn.functional.relu(hidden);
         return _fc2.forward(activated);
     }
@@ -98,6 +107,7 @@ public sealed class MlpHead : nn.Module<Tensor, Tensor>
     {
         if (disposing)
         {
+            _norm.Dispose();
             _fc1.Dispose();
             _fc2.Dispose();
         }
