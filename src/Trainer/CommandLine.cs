@@ -15,9 +15,9 @@ public static class CommandLine
         train options:
           --service URL      EmbedCache gRPC address (default $EMBEDCACHE_SERVICE or http://127.0.0.1:50051)
           --api-key KEY      bearer key for the service (default $EMBEDCACHE_API_KEY)
-          --epochs N         epochs (default 5)
-          --batch-size N     items per batch (default 128)
-          --head mlp|skip    MLP head (Linear-ReLU-Linear) or Quaterion's skip-connection head (default mlp)
+          --epochs N         epochs (default 10)
+          --batch-size N     items per batch (default 64)
+          --head mlp|skip    MLP head (standardise, Linear-ReLU-Linear) or Quaterion's skip-connection head (default mlp)
           --hidden N         MLP hidden width (default max(64, encoder dim))
           --out-dim N        MLP output dim (default min(128, encoder dim)); the skip head keeps the encoder dim
           --loss triplet|contrastive   default: triplet for group labels, contrastive for pairs
@@ -27,6 +27,8 @@ public static class CommandLine
           --k N              recall@k cut-off (default 5)
           --train-split S    (default train)      --val-split S   (default val)
           --out DIR          outputs (default ./trainer-out/<dataset>-<encoder>)
+          --no-cache         encode every epoch locally with the same built-in encoder (no service), for comparison
+          --data-root DIR    datasets for --no-cache (default $EMBEDCACHE_DATA_ROOT or deploy/datasets above the working dir)
           --compare FILE     metrics.json of a --no-cache run (or of a cached run) to compare epoch times with
         """;
 
@@ -35,7 +37,7 @@ public static class CommandLine
     private static readonly HashSet<string> TrainOptionNames = new(StringComparer.Ordinal)
     {
         "dataset", "encoder", "service", "api-key", "epochs", "batch-size", "head", "hidden", "out-dim", "loss", "margin",
-        "lr", "seed", "k", "train-split", "val-split", "out", "compare",
+        "lr", "seed", "k", "train-split", "val-split", "out", "compare", "data-root",
     };
 
     /// <summary>Parses <c>--name value</c> pairs against the allowed names.</summary>
@@ -77,7 +79,10 @@ public static class CommandLine
 
     public static TrainOptions ParseTrain(IReadOnlyList<string> args, Func<string, string?> environment)
     {
-        var (o, _) = Parse(args, TrainOptionNames, TrainFlags);
+        var (o, flags) = Parse(args, TrainOptionNames, TrainFlags);
+        var noCache = flags.Contains("no-cache");
+        if (!noCache && o.ContainsKey("data-root"))
+            throw new UsageException("--data-root is for --no-cache runs (the service reads its own data root)");
         var service = o.GetValueOrDefault("service") ?? environment("EMBEDCACHE_SERVICE") ?? "http://127.0.0.1:50051";
         if (!Uri.TryCreate(service, UriKind.Absolute, out var serviceUri) || serviceUri.Scheme is not ("http" or "https"))
             throw new UsageException($"--service must be an http:// or https:// URL (was '{service}')");
@@ -88,8 +93,8 @@ public static class CommandLine
             Encoder = o.GetValueOrDefault("encoder") ?? throw new UsageException("--encoder is required"),
             Service = serviceUri,
             ApiKey = o.GetValueOrDefault("api-key") ?? environment("EMBEDCACHE_API_KEY"),
-            Epochs = Int(o, "epochs", 5, min: 1),
-            BatchSize = Int(o, "batch-size", 128, min: 2),
+            Epochs = Int(o, "epochs", 10, min: 1),
+            BatchSize = Int(o, "batch-size", 64, min: 2),
             Head = o.GetValueOrDefault("head") switch
             {
                 null or "mlp" => HeadKind.Mlp,
@@ -114,13 +119,28 @@ public static class CommandLine
             TrainSplit = o.GetValueOrDefault("train-split") ?? "train",
             ValSplit = o.GetValueOrDefault("val-split") ?? "val",
             Out = o.GetValueOrDefault("out"),
+            NoCache = noCache,
+            DataRoot = noCache ? o.GetValueOrDefault("data-root") ?? environment("EMBEDCACHE_DATA_ROOT") ?? DefaultDataRoot(Directory.GetCurrentDirectory()) : null,
             Compare = o.GetValueOrDefault("compare") is { } c
                 ? File.Exists(c) ? c : throw new UsageException($"--compare file '{c}' does not exist")
                 : null,
         };
     }
 
-    private static readonly HashSet<string> TrainFlags = new(StringComparer.Ordinal);
+    private static readonly HashSet<string> TrainFlags = new(StringComparer.Ordinal) { "no-cache" };
+
+    /// <summary>The repository's <c>deploy/datasets</c>, found from <paramref name="start"/> upwards; else <c>./datasets</c>.</summary>
+    public static string DefaultDataRoot(string start)
+    {
+        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "deploy", "datasets");
+            if (Directory.Exists(candidate))
+                return candidate;
+        }
+
+        return Path.Combine(start, "datasets");
+    }
 
     private static int Int(Dictionary<string, string> o, string name, int fallback, int min)
     {

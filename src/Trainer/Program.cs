@@ -73,6 +73,13 @@ static async Task<int> Train(TrainOptions options)
         cancel.Cancel();
     };
 
+    if (options.NoCache)
+    {
+        await using var local = new LocalEmbeddingSource(options.DataRoot!, options.Dataset, options.Encoder);
+        await new TrainingRun(options, local, ConsoleProgress.ForConsole()).RunAsync(cancel.Token);
+        return 0;
+    }
+
     using var client = new EmbedCacheClient(new EmbedCacheClientOptions { Address = options.Service, ApiKey = options.ApiKey });
     if (!await Preflight(client, options.Service))
         return 1;

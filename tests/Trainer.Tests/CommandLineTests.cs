@@ -1,3 +1,5 @@
+using EmbedCache.TestSupport;
+
 namespace EmbedCache.Trainer.Tests;
 
 public sealed class CommandLineTests
@@ -11,7 +13,9 @@ public sealed class CommandLineTests
 
         Assert.Equal(("digits", "mlp"), (o.Dataset, o.Encoder));
         Assert.Equal(new Uri("http://127.0.0.1:50051"), o.Service);
-        Assert.Equal((5, 128, HeadKind.Mlp, (LossKind?)null), (o.Epochs, o.BatchSize, o.Head, o.Loss));
+        Assert.Equal((10, 64, HeadKind.Mlp, (LossKind?)null), (o.Epochs, o.BatchSize, o.Head, o.Loss));
+        Assert.False(o.NoCache);
+        Assert.Null(o.DataRoot);
         Assert.Equal((1e-3, 0.5, 42UL, 5), (o.LearningRate, o.Margin, o.Seed, o.K));
         Assert.Equal(Path.Combine("trainer-out", "digits-mlp"), o.OutDirectory);
     }
@@ -25,6 +29,25 @@ public sealed class CommandLineTests
         Assert.Equal(new Uri("http://h:1"), o.Service);
         Assert.Equal((3, 64, HeadKind.Skip, (LossKind?)LossKind.Contrastive), (o.Epochs, o.BatchSize, o.Head, o.Loss));
         Assert.Equal((0.01, 0.3, 9UL, 10, "/tmp/x"), (o.LearningRate, o.Margin, o.Seed, o.K, o.OutDirectory));
+    }
+
+    [Fact]
+    public void ParseTrain_NoCache_TakesADataRootOrFindsTheRepositorysDatasets()
+    {
+        var given = Parse("--dataset", "d", "--encoder", "e", "--no-cache", "--data-root", "/data");
+        var found = Parse("--dataset", "d", "--encoder", "e", "--no-cache");
+
+        Assert.True(given.NoCache);
+        Assert.Equal("/data", given.DataRoot);
+        Assert.Equal(Path.Combine("trainer-out", "d-e-nocache"), given.OutDirectory);
+        Assert.Equal(CommandLine.DefaultDataRoot(Directory.GetCurrentDirectory()), found.DataRoot);
+        Assert.Equal(Path.Combine(RepoPaths.Root, "deploy", "datasets"), CommandLine.DefaultDataRoot(Path.Combine(RepoPaths.Root, "src", "Trainer")));
+    }
+
+    [Fact]
+    public void ParseTrain_DataRootWithoutNoCache_IsAUsageError()
+    {
+        Assert.Throws<UsageException>(() => Parse("--dataset", "d", "--encoder", "e", "--data-root", "/data"));
     }
 
     [Fact]

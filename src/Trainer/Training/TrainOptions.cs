@@ -11,9 +11,9 @@ public sealed record TrainOptions
 
     public string? ApiKey { get; init; }
 
-    public int Epochs { get; init; } = 5;
+    public int Epochs { get; init; } = 10;
 
-    public int BatchSize { get; init; } = 128;
+    public int BatchSize { get; init; } = 64;
 
     public HeadKind Head { get; init; } = HeadKind.Mlp;
 
