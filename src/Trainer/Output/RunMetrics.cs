@@ -70,9 +70,10 @@ public sealed record ScoreMetrics(double PrecisionAt1, double RecallAtK)
 
 /// <param name="Fill">Whether this epoch's time includes the fill (the cached run's first epoch).</param>
 /// <param name="HitRate">Rows served from the cache ÷ rows read (a local run computes every row: 0).</param>
+/// <param name="DataDigest">XxHash64 of the epoch's indices, labels and embedding bits, in the order received.</param>
 public sealed record EpochMetrics(
     int Epoch, bool Fill, double Loss, double PrecisionAt1, double RecallAtK, double Seconds, double EvalSeconds,
-    double HitRate, long Items, int Batches);
+    double HitRate, long Items, int Batches, string? DataDigest = null);
 
 public sealed record SpeedupMetrics
 {

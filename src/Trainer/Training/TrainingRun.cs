@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Diagnostics;
 using TorchSharp;
 using static EmbedCache.Trainer.ConsoleProgress;
@@ -77,7 +78,7 @@ public sealed class TrainingRun
             var hitRate = pass.Hits + pass.Misses == 0 ? 0 : (double)pass.Hits / (pass.Hits + pass.Misses);
             if (isFill && ready.Encoded + ready.AlreadyCached > 0)
                 hitRate = (double)ready.AlreadyCached / (ready.Encoded + ready.AlreadyCached);
-            metrics.Epochs.Add(new EpochMetrics(epoch, isFill, pass.Loss, scores.PrecisionAt1, scores.RecallAtK, seconds, evalSeconds, hitRate, pass.Items, pass.Batches));
+            metrics.Epochs.Add(new EpochMetrics(epoch, isFill, pass.Loss, scores.PrecisionAt1, scores.RecallAtK, seconds, evalSeconds, hitRate, pass.Items, pass.Batches, pass.DataDigest));
             _progress.Line($"epoch {epoch}/{o.Epochs}{(isFill ? " (fill)" : "")}  loss {Format(pass.Loss)}  p@1 {Format(scores.PrecisionAt1)}  " +
                            $"R@{scores.K} {Format(scores.RecallAtK)}  {Format(seconds, "0.000")}s  hit rate {Format(hitRate * 100, "0.0")}%");
         }
@@ -93,10 +94,24 @@ public sealed class TrainingRun
         long lossItems = 0, items = 0, hits = 0, misses = 0;
         var batches = 0;
         var label = $"epoch {epoch}/{o.Epochs}";
+        // A digest of exactly what this epoch received (order, labels, embedding bits), so runs
+        // that share a cache can show they were served identical data.
+        var digest = new System.IO.Hashing.XxHash64();
         await foreach (var batch in _source.ReadAsync(new ReadRequest(o.TrainSplit, epoch, o.BatchSize, Shuffle: true, o.Seed), cancellationToken))
         {
             using (batch)
             {
+                digest.Append(MemoryMarshal.AsBytes(batch.Indices.AsSpan()));
+                if (batch.Groups is not null)
+                    digest.Append(MemoryMarshal.AsBytes(batch.Groups.AsSpan()));
+                if (batch.Pairs is { } pairs)
+                {
+                    digest.Append(MemoryMarshal.AsBytes(pairs.A.AsSpan()));
+                    digest.Append(MemoryMarshal.AsBytes(pairs.B.AsSpan()));
+                    digest.Append(MemoryMarshal.AsBytes(pairs.Scores.AsSpan()));
+                }
+
+                digest.Append(MemoryMarshal.AsBytes(batch.RowSpan));
                 var batchLoss = trainer.Step(batch);
                 if (!double.IsNaN(batchLoss))
                 {
@@ -115,7 +130,8 @@ public sealed class TrainingRun
 
         if (batches == 0)
             throw new TrainerException($"split '{o.TrainSplit}' yielded no batches");
-        return new EpochPass(lossItems == 0 ? double.NaN : lossSum / lossItems, items, batches, hits, misses);
+        return new EpochPass(lossItems == 0 ? double.NaN : lossSum / lossItems, items, batches, hits, misses,
+            Convert.ToHexStringLower(digest.GetCurrentHash()));
     }
 
     /// <summary>Retrieval scores of the head's embeddings of the evaluation set.</summary>
@@ -207,7 +223,7 @@ public sealed class TrainingRun
         return new TrainingResult(metrics, dir, metricsPath, plotPath, dir);
     }
 
-    private readonly record struct EpochPass(double Loss, long Items, int Batches, long Hits, long Misses);
+    private readonly record struct EpochPass(double Loss, long Items, int Batches, long Hits, long Misses, string DataDigest);
 }
 
 /// <summary>The optimisation step: forward a batch through the head, the loss, Adam.</summary>

@@ -1,0 +1,69 @@
+using System.Text.RegularExpressions;
+using EmbedCache.TestSupport;
+
+namespace EmbedCache.Trainer.Tests;
+
+/// <summary>
+/// The case Quaterion cannot do: several training processes sharing one cache and its labels.
+/// The built service and three trainer processes, on the shipped digits dataset.
+/// </summary>
+public sealed partial class EndToEndTests
+{
+    /// <summary>Every trainer must reach this retrieval precision@1 on the validation split.</summary>
+    private const double RequiredPrecisionAt1 = 0.95;
+
+    [Fact]
+    public async Task ThreeTrainerProcesses_ShareOneService_ReachThePrecision_AndReceiveIdenticalData()
+    {
+        using var dir = new TempDirectory("e2e");
+        using var service = ChildProcess.Start(RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService"),
+            ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}"]);
+        var listening = await service.WaitForLineAsync(ListeningLine(), "the service to listen");
+        var address = listening.Groups["grpc"].Value;
+        var trainerDll = RepoPaths.BuiltAssembly("Trainer", "EmbedCache.Trainer");
+
+        var trainers = Enumerable.Range(0, 3).Select(i => ChildProcess.Start(trainerDll,
+            ["train", "--dataset", "digits", "--encoder", "mlp", "--service", address, "--epochs", "4", "--seed", "42",
+             "--out", dir.Combine($"trainer{i}")])).ToList();
+        try
+        {
+            var exits = await Task.WhenAll(trainers.Select((t, i) => t.WaitForExitAsync($"trainer {i} to finish", TimeSpan.FromMinutes(5))));
+            for (var i = 0; i < trainers.Count; i++)
+                Assert.True(exits[i] == 0, $"trainer {i} exited {exits[i]}:\n{trainers[i].Output}");
+        }
+        finally
+        {
+            foreach (var t in trainers)
+                t.Dispose();
+        }
+
+        var runs = Enumerable.Range(0, 3).Select(i => RunMetrics.Read(dir.Combine($"trainer{i}", RunMetrics.FileName))).ToList();
+        foreach (var run in runs)
+        {
+            Assert.Equal("cached", run.Source);
+            Assert.Equal(4, run.Epochs.Count);
+            Assert.True(run.Epochs[^1].PrecisionAt1 >= RequiredPrecisionAt1,
+                $"precision@1 {run.Epochs[^1].PrecisionAt1:0.000} is below {RequiredPrecisionAt1}");
+            Assert.All(run.Epochs.Skip(1), e => Assert.Equal(1.0, e.HitRate));
+            Assert.NotNull(run.Speedups.CachedOverFill);
+        }
+
+        // Same seed, same epochs: every process received the same order, labels and embedding bits.
+        for (var epoch = 0; epoch < 4; epoch++)
+        {
+            var digests = runs.Select(r => r.Epochs[epoch].DataDigest).ToList();
+            Assert.All(digests, d => Assert.False(string.IsNullOrEmpty(d)));
+            Assert.All(digests, d => Assert.Equal(digests[0], d));
+        }
+
+        Assert.NotEqual(runs[0].Epochs[0].DataDigest, runs[0].Epochs[1].DataDigest);
+        Assert.Equal(runs[0].Baseline, runs[1].Baseline);
+        Assert.Equal(runs[0].Baseline, runs[2].Baseline);
+
+        service.Terminate();
+        Assert.Equal(0, await service.WaitForExitAsync("the service to stop"));
+    }
+
+    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP")]
+    private static partial Regex ListeningLine();
+}
