@@ -46,6 +46,8 @@ internal sealed class ProgressBar(TextWriter output)
 
     public void Draw(PrewarmProgress p)
     {
+        if (p.Total == 0 && p.State is JobState.Queued or JobState.Running)
+            return; // still counting the dataset
         var fraction = p.Total == 0 ? 0 : (double)p.Processed / p.Total;
         var eta = p.EtaSeconds >= 0 ? $"ETA {p.EtaSeconds:0}s" : "ETA -";
         var text = $"{p.Processed}/{p.Total} ({fraction:P0}) {p.ItemsPerSecond:0}/s {eta}, encoded {p.Encoded}, cached {p.Skipped}, committed {p.Committed}";
