@@ -33,6 +33,8 @@ public sealed class EmbedCacheClient : IDisposable
             MaxReceiveMessageSize = options.MaxReceiveMessageBytes,
             ServiceConfig = RetryConfig(options),
             MaxRetryAttempts = Math.Max(1, options.MaxAttempts),
+            HttpHandler = options.HttpHandler,
+            DisposeHttpClient = true,
         });
         (Invoker, Channel) = (WithKey(_ownedChannel, options.ApiKey), _ownedChannel);
         Cache = new EmbeddingCache.EmbeddingCacheClient(Invoker);

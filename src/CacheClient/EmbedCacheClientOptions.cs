@@ -21,6 +21,12 @@ public sealed class EmbedCacheClientOptions
     /// <summary>Longest delay between retries.</summary>
     public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// The HTTP handler the channel sends through (custom TLS validation, proxies, fault injection
+    /// in tests); null uses the default. The client owns it once given.
+    /// </summary>
+    public HttpMessageHandler? HttpHandler { get; set; }
+
     /// <summary>Largest message the client accepts (a response of N × dim embeddings).</summary>
     public int MaxReceiveMessageBytes { get; set; } = 256 << 20;
 }
