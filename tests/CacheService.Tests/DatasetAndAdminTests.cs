@@ -73,6 +73,36 @@ public sealed class DatasetAndAdminTests
     }
 
     [Fact]
+    public async Task TwoClientsStreamIdenticalBatches_WhileAThirdPrewarmsAnotherDataset()
+    {
+        using var data = new TempDirectory("data");
+        var texts = Directory.CreateDirectory(data.Combine("texts")).FullName;
+        await File.WriteAllLinesAsync(Path.Combine(texts, "train.jsonl"),
+            Enumerable.Range(0, 64).Select(i => $"{{\"text\": \"sentence number {i} about caching\", \"label\": {i % 4}}}"));
+        await File.WriteAllTextAsync(Path.Combine(texts, "dataset.json"), """{ "splits": { "train": "train.jsonl" }, "labels": { "kind": "group" } }""");
+        var digits = Path.Combine(RepoPaths.Root, "deploy", "datasets", "digits");
+        await using var service = await InProcessService.StartAsync(null, $"--EmbedCache:DataRoot={data.Path}", $"--EmbedCache:Datasets:digits={digits}");
+        var contract = new Contract(service.Channel);
+        await Contract.PrewarmToEndAsync(contract.Admin, DigitsTrain(Mlp));
+        var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", BatchSize = 100, Shuffle = true, Seed = 11, Epoch = 1, IncludeLabels = true };
+        request.Encoders.Add(Mlp);
+        var other = new PrewarmRequest { Dataset = "texts", BatchSize = 16 };
+        other.Encoders.Add("minilm");
+
+        var a = ReadAll(new Contract(service.Channel), request);
+        var b = ReadAll(new Contract(service.Channel), request);
+        var prewarm = Contract.PrewarmToEndAsync(contract.Admin, other);
+        await Task.WhenAll(a, b, prewarm);
+
+        Assert.Equal(JobState.Completed, (await prewarm)[^1].State);
+        Assert.Equal(64ul, (await prewarm)[^1].Encoded);
+        Assert.Equal((await a).Count, (await b).Count);
+        for (var i = 0; i < (await a).Count; i++)
+            Assert.Equal((await a)[i], (await b)[i]);
+        Assert.Equal(TrainItems, (await a).Sum(x => x.Indices.Count));
+    }
+
+    [Fact]
     public async Task StreamDataset_NotPrewarmed_FailsWithFailedPrecondition_OrFillsWhenAsked()
     {
         await using var service = await InProcessService.StartAsync();
