@@ -12,17 +12,12 @@ public sealed class LocalSourceTests
     [Fact]
     public void EpochOrder_IsAPermutationFixedBySeedAndEpoch()
     {
-        int[] Order(ulong seed, int epoch)
-        {
-            var order = Enumerable.Range(0, 100).ToArray();
-            EpochOrder.Shuffle(order, seed, epoch);
-            return order;
-        }
+        ulong[] Order(ulong seed, uint epoch) => EmbedCache.Engine.Caching.EpochOrder.Permutation(100, seed, epoch);
 
         Assert.Equal(Order(42, 3), Order(42, 3));
         Assert.NotEqual(Order(42, 3), Order(42, 4));
         Assert.NotEqual(Order(42, 3), Order(43, 3));
-        Assert.Equal(Enumerable.Range(0, 100), Order(42, 3).Order());
+        Assert.Equal(Enumerable.Range(0, 100).Select(i => (ulong)i), Order(42, 3).Order());
     }
 
     [Fact]

@@ -65,9 +65,8 @@ public sealed class LocalEmbeddingSource : IEmbeddingSource
         var items = SplitItems.Read(dataset, request.Split, cancellationToken);
         var pairs = dataset.Manifest.Labels.Kind == DatasetLabelKind.Pair ? dataset.ReadPairs(request.Split, cancellationToken) : null;
         var units = pairs?.Count ?? items.Count;
-        var order = Enumerable.Range(0, units).ToArray();
-        if (request.Shuffle)
-            EpochOrder.Shuffle(order, request.Seed, request.Epoch);
+        // The service's own epoch order, so a --no-cache run visits items exactly as a cached one does.
+        var order = Array.ConvertAll(EmbedCache.Engine.Caching.EpochOrder.Permutation(units, request.Seed, (uint)request.Epoch, request.Shuffle), i => (int)i);
 
         for (var start = 0; start < units; start += request.BatchSize)
         {
@@ -194,28 +193,5 @@ public sealed class LocalEmbeddingSource : IEmbeddingSource
                 _values.AsSpan(which[i] * length, length).CopyTo(gathered.AsSpan(i * length, length));
             return new TensorFeatureBatch(gathered, encoder.InputShape);
         }
-    }
-}
-
-/// <summary>The local shuffle: a Fisher–Yates permutation that is a pure function of (seed, epoch).</summary>
-public static class EpochOrder
-{
-    public static void Shuffle(Span<int> order, ulong seed, int epoch)
-    {
-        // SplitMix64 over (seed, epoch): stable across processes and .NET versions, unlike System.Random's seeding.
-        var state = seed ^ (0x9E3779B97F4A7C15UL * (ulong)(epoch + 1));
-        for (var i = order.Length - 1; i > 0; i--)
-        {
-            var j = (int)(Next(ref state) % (ulong)(i + 1));
-            (order[i], order[j]) = (order[j], order[i]);
-        }
-    }
-
-    private static ulong Next(ref ulong state)
-    {
-        var z = state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
     }
 }
