@@ -224,6 +224,34 @@ public sealed class DatasetAndAdminTests
         }
     }
 
+    [Fact]
+    public async Task StreamDataset_DoubleBufferedBatches_AreContiguous_AndEachMatchesALookupOfItsIndices_EvenAfterAnEarlyStop()
+    {
+        await using var service = await InProcessService.StartAsync();
+        var contract = new Contract(service.Channel);
+        await Contract.PrewarmToEndAsync(contract.Admin, DigitsTrain(Mlp));
+        var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", BatchSize = 100, Shuffle = true, Seed = 5, Epoch = 1 };
+        request.Encoders.Add(Mlp);
+
+        // Stop after one batch while the next one is being prefetched: its pooled buffers must be given back
+        // and later streams unaffected.
+        using (var early = contract.Cache.StreamDataset(request))
+            Assert.True(await early.ResponseStream.MoveNext(CancellationToken.None));
+
+        var batches = await ReadAll(contract, request);
+
+        Assert.Equal(Enumerable.Range(0, (TrainItems + 99) / 100).Select(i => (ulong)(i * 100)), batches.Select(b => b.Offset));
+        Assert.Equal(TrainItems, batches.Sum(b => b.Indices.Count));
+        foreach (var batch in batches)
+        {
+            var lookup = new LookupRequest { Keys = new KeyBatch { Positional = new PositionalKeys { Dataset = "digits", Split = "train" } } };
+            lookup.Keys.Positional.Indices.Add(batch.Indices);
+            lookup.Encoders.Add(Mlp);
+            var expected = await contract.Cache.LookupAsync(lookup);
+            Assert.Equal(expected.Results[0].Embeddings.ToByteArray(), batch.Results[0].Embeddings.ToByteArray());
+        }
+    }
+
     private static long[] DigitsTrainLabels() =>
         File.ReadLines(Path.Combine(RepoPaths.Root, "deploy", "datasets", "digits", "train.csv")).Skip(1)
             .Select(l => long.Parse(l[(l.LastIndexOf(',') + 1)..], CultureInfo.InvariantCulture)).ToArray();

@@ -110,15 +110,49 @@ public sealed partial class CacheEngine
             throw new InvalidRequestException("start_offset", $"is past the end of the split ({total} elements)");
         var order = EpochOrder.Permutation(total, request.Seed, request.Epoch, request.Shuffle);
 
-        for (var offset = (long)request.StartOffset; offset < total; offset += request.BatchSize)
+        // Double buffering: batch k+1 is read from the store (on the thread pool, with its own session)
+        // while the caller writes batch k to the wire, so store reads and network writes overlap.
+        StreamBatch Read(long offset)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var n = (int)Math.Min(request.BatchSize, total - offset);
             var positions = order.AsSpan((int)offset, n);
-            yield return isPairs
+            return isPairs
                 ? ReadPairBatch(request, manifest, encoders, positions, (ulong)offset, (ulong)total, cancellationToken)
                 : ReadItemBatch(request, manifest, encoders, positions.ToArray(), (ulong)offset, (ulong)total, cancellationToken);
-            await Task.Yield();
+        }
+
+        var next = (long)request.StartOffset;
+        var pending = next < total ? Task.FromResult(Read(next)) : null;
+        try
+        {
+            while (pending is not null)
+            {
+                var batch = await pending.ConfigureAwait(false);
+                pending = null;
+                next += request.BatchSize;
+                if (next < total)
+                {
+                    var offset = next;
+                    pending = Task.Run(() => Read(offset), cancellationToken);
+                }
+
+                yield return batch;
+            }
+        }
+        finally
+        {
+            // The caller stopped early (cancelled, failed, or broke out): free the prefetched batch's buffers.
+            if (pending is not null)
+            {
+                try
+                {
+                    (await pending.ConfigureAwait(false)).Dispose();
+                }
+                catch (Exception e) when (e is OperationCanceledException or NotCachedException)
+                {
+                }
+            }
         }
     }
 
