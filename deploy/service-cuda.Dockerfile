@@ -40,6 +40,6 @@ WORKDIR /var/lib/embedcache
 VOLUME ["/var/lib/embedcache/save", "/models", "/datasets"]
 EXPOSE 50051 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=90s --retries=3 \
-  CMD ["/opt/embedcache/EmbedCache.CacheService", "healthcheck", "http://127.0.0.1:8080/healthz"]
+  CMD ["/opt/embedcache/EmbedCache.CacheService", "healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/opt/embedcache/EmbedCache.CacheService"]

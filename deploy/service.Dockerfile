@@ -33,9 +33,8 @@ USER embedcache
 WORKDIR /var/lib/embedcache
 VOLUME ["/var/lib/embedcache/save", "/models", "/datasets"]
 EXPOSE 50051 8080
-# The service's own probe (no curl in the image). With another HttpPort, pass the URL:
-#   --health-cmd '/opt/embedcache/EmbedCache.CacheService healthcheck http://127.0.0.1:PORT/healthz'
+# The service's own probe (no curl in the image): GET http://127.0.0.1:$EmbedCache__HttpPort/healthz.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["/opt/embedcache/EmbedCache.CacheService", "healthcheck", "http://127.0.0.1:8080/healthz"]
+  CMD ["/opt/embedcache/EmbedCache.CacheService", "healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/opt/embedcache/EmbedCache.CacheService"]
