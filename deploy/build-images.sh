@@ -6,6 +6,7 @@
 #
 #   deploy/build-images.sh            # docker engine (installed and started if missing), base, publish, images
 #   deploy/build-images.sh --engine   # only make sure a Docker engine is reachable
+#   deploy/build-images.sh --base     # engine and base image only (CI starts this early, in the background)
 #
 # Environment: BASE_IMAGE (default embedcache/base:trixie), SERVICE_IMAGE (embedcache/service),
 # TRAINER_IMAGE (embedcache/trainer), DEBIAN_MIRROR (http://deb.debian.org/debian).
@@ -44,8 +45,12 @@ ensure_engine() {
 }
 
 ensure_base() {
+  # One debootstrap at a time: a second caller waits for the first and then finds the image.
+  exec 9>"${TMPDIR:-/tmp}/embedcache-base-image.lock"
+  flock 9
   if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     log "base image $BASE_IMAGE present"
+    flock -u 9
     return
   fi
   command -v debootstrap >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
@@ -58,6 +63,7 @@ ensure_base() {
   log "importing $BASE_IMAGE"
   as_root tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
   as_root rm -rf "$root"
+  flock -u 9
 }
 
 # `dotnet publish` into artifacts/<name>, then the image, tagged with a hash of the publish output
@@ -81,6 +87,7 @@ publish_and_build() {
 ensure_engine
 [ "${1:-}" = "--engine" ] && exit 0
 ensure_base
+[ "${1:-}" = "--base" ] && exit 0
 publish_and_build src/CacheService service deploy/service.Dockerfile "$SERVICE_IMAGE"
 publish_and_build src/Trainer trainer deploy/trainer.Dockerfile "$TRAINER_IMAGE"
 log "done: $SERVICE_IMAGE:latest, $TRAINER_IMAGE:latest"
