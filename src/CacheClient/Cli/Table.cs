@@ -51,11 +51,12 @@ internal sealed class ProgressBar(TextWriter output)
         var fraction = p.Total == 0 ? 0 : (double)p.Processed / p.Total;
         var eta = p.EtaSeconds >= 0 ? $"ETA {p.EtaSeconds:0}s" : "ETA -";
         var text = $"{p.Processed}/{p.Total} ({fraction:P0}) {p.ItemsPerSecond:0}/s {eta}, encoded {p.Encoded}, cached {p.Skipped}, committed {p.Committed}";
+        const int Width = 30;
+        var filled = (int)(fraction * Width);
+        var bar = $"[{new string('#', filled)}{new string('.', Width - filled)}] {text}";
         if (_interactive)
         {
-            const int Width = 30;
-            var filled = (int)(fraction * Width);
-            output.Write($"\r[{new string('#', filled)}{new string('.', Width - filled)}] {text}   ");
+            output.Write($"\r{bar}   ");
             return;
         }
 
@@ -63,7 +64,7 @@ internal sealed class ProgressBar(TextWriter output)
         if (decile != _lastDecile)
         {
             _lastDecile = decile;
-            output.WriteLine(text);
+            output.WriteLine(bar);
         }
     }
 

@@ -212,6 +212,7 @@ public static class EmbedCacheHost
         app.MapGrpcReflectionService();
         app.MapHealthChecks("/healthz");
         app.MapMetrics("/metrics", app.Services.GetRequiredService<ServiceMetrics>().Registry);
+        app.MapStatusPage();
     }
 }
 

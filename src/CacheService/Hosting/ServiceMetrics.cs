@@ -20,8 +20,10 @@ public sealed class ServiceMetrics
     private readonly Gauge _jobTotal;
     private readonly Gauge _jobCommitted;
     private readonly Gauge _lastCheckpoint;
+    private readonly Gauge _tierItems;
+    private readonly Gauge _tierBytes;
 
-    public ServiceMetrics(EngineHost host)
+    public ServiceMetrics(EngineHost host, IHostApplicationLifetime lifetime)
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
@@ -46,8 +48,24 @@ public sealed class ServiceMetrics
         _lastCheckpoint = factory.CreateGauge("embedcache_last_checkpoint_timestamp_seconds", "Unix time of the last completed checkpoint.");
         CheckpointDuration = factory.CreateHistogram("embedcache_checkpoint_duration_seconds", "Checkpoint duration.",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
+        _tierItems = factory.CreateGauge("embedcache_tier_items", "Stored embeddings per tier (all namespaces in it).",
+            new GaugeConfiguration { LabelNames = ["tier"] });
+        _tierBytes = factory.CreateGauge("embedcache_tier_bytes", "Bytes per tier, in memory or on disk.",
+            new GaugeConfiguration { LabelNames = ["tier", "where"] });
         DotNetStats.Register(Registry);
         Registry.AddBeforeCollectCallback(() => Collect(host));
+        // Checkpoints are taken inside the store (periodic, after fills, admin, shutdown); the store
+        // reports each one with its duration. The engine exists once the hosted services have started.
+        lifetime.ApplicationStarted.Register(() =>
+        {
+            try
+            {
+                host.Engine.Store.CheckpointCompleted += (_, c) => CheckpointDuration.Observe(c.Duration.TotalSeconds);
+            }
+            catch (ServiceUnavailableException)
+            {
+            }
+        });
     }
 
     public CollectorRegistry Registry { get; }
@@ -81,13 +99,28 @@ public sealed class ServiceMetrics
             _encoded.WithLabels(e.Name).IncTo(e.Encoded);
         }
 
+        Span<long> tierItems = stackalloc long[4];
+        Span<long> tierMemory = stackalloc long[4];
+        Span<long> tierDisk = stackalloc long[4];
         foreach (var ns in engine.Store.ListNamespaces())
         {
+            var t = (int)ns.Tier;
+            tierItems[t] += ns.Items;
+            tierMemory[t] += ns.MemoryBytes + ns.GpuBytes;
+            tierDisk[t] += ns.DiskBytes;
             var fp = ns.Fingerprint.ToString();
             var tier = ns.Tier.ToString().ToLowerInvariant();
             _items.WithLabels(ns.Encoder, fp, tier).Set(ns.Items);
             _bytes.WithLabels(ns.Encoder, fp, tier, "memory").Set(ns.MemoryBytes);
             _bytes.WithLabels(ns.Encoder, fp, tier, "disk").Set(ns.DiskBytes);
+        }
+
+        foreach (var tier in (ReadOnlySpan<Engine.Embeddings.Tier>)[Engine.Embeddings.Tier.Gpu, Engine.Embeddings.Tier.Cpu, Engine.Embeddings.Tier.Disk])
+        {
+            var name = tier.ToString().ToLowerInvariant();
+            _tierItems.WithLabels(name).Set(tierItems[(int)tier]);
+            _tierBytes.WithLabels(name, "memory").Set(tierMemory[(int)tier]);
+            _tierBytes.WithLabels(name, "disk").Set(tierDisk[(int)tier]);
         }
 
         foreach (var job in jobs.List())

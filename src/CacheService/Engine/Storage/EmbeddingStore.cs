@@ -388,7 +388,7 @@ public sealed class EmbeddingStore : IDisposable
         var clock = Stopwatch.StartNew();
         if (!Persistent)
         {
-            var memoryOnly = new StoreCheckpoint(Interlocked.Increment(ref _version), DateTimeOffset.UtcNow, false);
+            var memoryOnly = new StoreCheckpoint(Interlocked.Increment(ref _version), DateTimeOffset.UtcNow, false, clock.Elapsed);
             Publish(memoryOnly);
             return memoryOnly;
         }
@@ -434,7 +434,7 @@ public sealed class EmbeddingStore : IDisposable
         foreach (var kv in stores)
             kv.PurgeCheckpointsExcept(tokens[kv.Name]);
 
-        var checkpoint = new StoreCheckpoint(manifest.Version, manifest.Time, true);
+        var checkpoint = new StoreCheckpoint(manifest.Version, manifest.Time, true, clock.Elapsed);
         StoreLog.Checkpointed(_logger, checkpoint.Version, clock.ElapsedMilliseconds);
         Publish(checkpoint);
         return checkpoint;

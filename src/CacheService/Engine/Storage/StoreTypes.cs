@@ -13,7 +13,8 @@ public sealed record NamespaceSpec(string Encoder, Fingerprint Fingerprint, int 
 /// <param name="Version">Increases by one per checkpoint, across restarts.</param>
 /// <param name="Time">When the checkpoint became durable (UTC).</param>
 /// <param name="Persistent">False for a memory-only store, whose checkpoints are only counted.</param>
-public sealed record StoreCheckpoint(long Version, DateTimeOffset Time, bool Persistent);
+/// <param name="Duration">How long taking it took (zero for one recovered at start-up).</param>
+public sealed record StoreCheckpoint(long Version, DateTimeOffset Time, bool Persistent, TimeSpan Duration = default);
 
 /// <summary>What <see cref="EmbeddingStore.ListNamespaces"/> reports for one namespace.</summary>
 /// <param name="Registered">False for a namespace found in the SaveDir but not registered by this process (e.g. a stale model).</param>

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds the EmbedCache images with no image registry: a Debian 13 base image from a local
+# debootstrap, self-contained publishes of the service and the trainer, and two thin images
+# on top. Idempotent and cached: the base image is built once; the images are rebuilt only when
+# the publish output changed.
+#
+#   deploy/build-images.sh            # docker engine (installed and started if missing), base, publish, images
+#   deploy/build-images.sh --engine   # only make sure a Docker engine is reachable
+#   deploy/build-images.sh --base     # engine and base image only (CI starts this early, in the background)
+#
+# Environment: BASE_IMAGE (default embedcache/base:trixie), SERVICE_IMAGE (embedcache/service),
+# TRAINER_IMAGE (embedcache/trainer), DEBIAN_MIRROR (http://deb.debian.org/debian).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+BASE_IMAGE="${BASE_IMAGE:-embedcache/base:trixie}"
+SERVICE_IMAGE="${SERVICE_IMAGE:-embedcache/service}"
+TRAINER_IMAGE="${TRAINER_IMAGE:-embedcache/trainer}"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+log() { printf '[build-images %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_engine() {
+  if ! command -v dockerd >/dev/null 2>&1; then
+    log "installing docker.io (Debian's Docker engine)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io iptables >/dev/null
+  fi
+  if docker info >/dev/null 2>&1; then
+    return
+  fi
+  log "starting dockerd (log: /var/log/embedcache-dockerd.log)"
+  # Sandboxes without a systemd: start the daemon directly. Host networking is all the images and
+  # containers here use, so the daemon's own bridge and iptables rules are not needed (and may be
+  # impossible in a container sandbox).
+  as_root sh -c 'nohup dockerd --bridge=none --iptables=false --ip6tables=false >/var/log/embedcache-dockerd.log 2>&1 &'
+  for _ in $(seq 1 120); do
+    docker info >/dev/null 2>&1 && return
+    sleep 0.5
+  done
+  log "dockerd did not come up; its log:"; tail -20 /var/log/embedcache-dockerd.log >&2 || true
+  exit 1
+}
+
+ensure_base() {
+  # One debootstrap at a time: a second caller waits for the first and then finds the image.
+  exec 9>"${TMPDIR:-/tmp}/embedcache-base-image.lock"
+  flock 9
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "base image $BASE_IMAGE present"
+    flock -u 9
+    return
+  fi
+  command -v debootstrap >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+  local root
+  root="$(mktemp -d /tmp/embedcache-rootfs.XXXXXX)"
+  log "debootstrap minbase trixie into $root"
+  # libicu for .NET globalization would be optional (invariant mode is set in the images); ca-certificates for outbound TLS.
+  as_root debootstrap --variant=minbase --include=ca-certificates trixie "$root" "$DEBIAN_MIRROR" >/dev/null
+  as_root rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  log "importing $BASE_IMAGE"
+  as_root tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+  as_root rm -rf "$root"
+  flock -u 9
+}
+
+# `dotnet publish` into artifacts/<name>, then the image, tagged with a hash of the publish output
+# so an unchanged publish reuses the image that is already there.
+publish_and_build() {
+  local project="$1" name="$2" dockerfile="$3" image="$4"
+  log "publishing $project (self-contained, linux-x64)"
+  rm -rf "artifacts/$name"
+  dotnet publish "$project" -c Release -r linux-x64 --self-contained -o "artifacts/$name" -p:TorchBackend=cpu -nologo -v quiet >/dev/null
+  local hash
+  hash="$( (cd "artifacts/$name" && find . -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum "$repo/$dockerfile") | sha256sum | cut -c1-16)"
+  if docker image inspect "$image:$hash" >/dev/null 2>&1; then
+    log "$image:$hash is up to date"
+  else
+    log "building $image:$hash"
+    docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -f "$dockerfile" -t "$image:$hash" "artifacts/$name" >/dev/null
+  fi
+  docker tag "$image:$hash" "$image:latest"
+}
+
+ensure_engine
+[ "${1:-}" = "--engine" ] && exit 0
+ensure_base
+[ "${1:-}" = "--base" ] && exit 0
+publish_and_build src/CacheService service deploy/service.Dockerfile "$SERVICE_IMAGE"
+publish_and_build src/Trainer trainer deploy/trainer.Dockerfile "$TRAINER_IMAGE"
+log "done: $SERVICE_IMAGE:latest, $TRAINER_IMAGE:latest"
