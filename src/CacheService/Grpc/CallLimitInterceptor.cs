@@ -9,7 +9,7 @@ using Microsoft.Extensions.Options;
 namespace EmbedCache.Service.Grpc;
 
 /// <summary>Open streaming calls per caller (API key, or peer address in anonymous mode).</summary>
-internal sealed class CallerStreamLimiter
+public sealed class CallerStreamLimiter
 {
     private readonly ConcurrentDictionary<string, StrongBox> _open = new(StringComparer.Ordinal);
 
