@@ -44,6 +44,7 @@ public sealed partial class LoadTests(ITestOutputHelper output)
         var latencies = new List<double>[Streams];
         var errors = 0L;
         var mismatches = 0L;
+        var notes = new List<string>();
         long peakRss = Rss(child.Id);
 
         // A prewarm of another namespace (train then val, again and again) runs for the whole period.
@@ -89,11 +90,20 @@ public sealed partial class LoadTests(ITestOutputHelper output)
                 var response = call.ResponseStream.Current;
                 var bytes = response.Results[0].Embeddings.Span;
                 if (response.RequestId != id)
+                {
                     Interlocked.Increment(ref mismatches);
+                    lock (notes)
+                        notes.Add($"stream {t}: response to request {response.RequestId} where {id} was expected");
+                }
+
                 for (var i = 0; i < indices.Length; i += 37)
                 {
                     if (!bytes.Slice(i * row, row).SequenceEqual(expected.AsSpan((int)indices[i] * row, row)))
+                    {
                         Interlocked.Increment(ref mismatches);
+                        lock (notes)
+                            notes.Add($"stream {t}, request {id}: row {i} (item {indices[i]}) differs from the stored embedding; found bit {Contract.IsFound(response.Results[0].Found, i)}");
+                    }
                 }
             }
 
@@ -114,6 +124,8 @@ public sealed partial class LoadTests(ITestOutputHelper output)
         output.WriteLine($"load: {Streams} streams x {BatchKeys} keys for {duration.TotalSeconds:0} s plus {prewarms} background prewarms");
         output.WriteLine($"  batches {sorted.Length} ({sorted.Length * BatchKeys / duration.TotalSeconds:0} keys/s), errors {errors}, mismatches {mismatches}");
         output.WriteLine($"  latency ms: p50 {P(0.50):0.00}  p95 {P(0.95):0.00}  p99 {P(0.99):0.00}  max {sorted[^1]:0.00}");
+        foreach (var note in notes.Take(10))
+            output.WriteLine($"  MISMATCH {note}");
         output.WriteLine($"  service peak RSS {peakRss >> 20} MiB (budget {RssBudgetBytes >> 20} MiB)");
 
         Assert.Equal(0, errors);

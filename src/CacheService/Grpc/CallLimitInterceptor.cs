@@ -149,8 +149,21 @@ internal sealed class CallLimitInterceptor(CallerStreamLimiter limiter, IOptions
 
         public async Task<bool> MoveNext(CancellationToken cancellationToken)
         {
-            if (!await inner.MoveNext(cancellationToken))
-                return false;
+            try
+            {
+                if (!await inner.MoveNext(cancellationToken))
+                    return false;
+            }
+            catch (Exception e) when (e is Google.Protobuf.InvalidProtocolBufferException or InvalidDataException)
+            {
+                // A frame that is not a message of this RPC: the client's fault, not an internal error.
+                throw new RpcException(new Status(StatusCode.InvalidArgument, "the request stream holds a message that cannot be decoded"));
+            }
+            catch (IOException e) when (e.Message.StartsWith("Message too large", StringComparison.Ordinal))
+            {
+                throw new RpcException(new Status(StatusCode.ResourceExhausted, $"a streamed message is larger than Limits:MaxReceiveMessageBytes ({owner._limits.MaxReceiveMessageBytes})"));
+            }
+
             owner.CheckFeatures(inner.Current);
             return true;
         }
