@@ -1,5 +1,6 @@
 using System.Net;
 using EmbedCache.Service.Grpc;
+using EmbedCache.Service.Hosting.Security;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
@@ -60,6 +61,7 @@ public static class EmbedCacheHost
         builder.AddEmbedCacheLogging();
         builder.AddEmbedCacheListeners();
         builder.AddEmbedCacheServices();
+        builder.AddEmbedCacheSecurity();
         configure?.Invoke(builder);
 
         var app = builder.Build();
@@ -163,6 +165,7 @@ public static class EmbedCacheHost
             kestrel.Listen(address, options.GrpcPort, o =>
             {
                 o.Protocols = HttpProtocols.Http2;
+                o.UseEmbedCacheTls(options, endpoints);
                 grpc = o;
             });
             kestrel.Listen(address, options.HttpPort, o =>
@@ -189,6 +192,7 @@ public static class EmbedCacheHost
         {
             o.EnableDetailedErrors = false;
             o.Interceptors.Add<MetricsInterceptor>();
+            o.AddEmbedCacheGuards();
             o.Interceptors.Add<ErrorMappingInterceptor>();
         });
         builder.Services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
@@ -210,6 +214,7 @@ public static class EmbedCacheHost
         app.MapGrpcService<CacheAdminService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
+        app.UseEmbedCacheMetricsAuth();
         app.MapHealthChecks("/healthz");
         app.MapMetrics("/metrics", app.Services.GetRequiredService<ServiceMetrics>().Registry);
         app.MapStatusPage();

@@ -54,6 +54,12 @@ public sealed class EmbedCacheOptions
 
     public LimitSection Limits { get; set; } = new();
 
+    /// <summary>API keys (trainer and admin roles) and the anonymous-mode rule.</summary>
+    public AuthSection Auth { get; set; } = new();
+
+    /// <summary>TLS for the gRPC listener.</summary>
+    public TlsSection Tls { get; set; } = new();
+
     public sealed class StoreSection
     {
         /// <summary>Tier for encoders that do not choose one: Auto (Gpu with CUDA, else Cpu), Gpu, Cpu or Disk.</summary>
@@ -99,6 +105,45 @@ public sealed class EmbedCacheOptions
         public int MaxStreamBatchSize { get; set; } = 8192;
 
         public int DefaultStreamBatchSize { get; set; } = 1024;
+
+        /// <summary>Streaming calls one caller (API key, or peer address without keys) may have open at once.</summary>
+        public int MaxConcurrentStreamsPerCaller { get; set; } = 64;
+
+        /// <summary>HTTP/2 streams per connection (Kestrel); further calls wait for a free stream.</summary>
+        public int MaxStreamsPerConnection { get; set; } = 100;
+
+        /// <summary>Feature bytes (tensor data plus UTF-8 text) in one lookup request.</summary>
+        public int MaxFeatureBytesPerRequest { get; set; } = 32 << 20;
+    }
+
+    public sealed class AuthSection
+    {
+        /// <summary>Keys for the trainer API (EmbeddingCache).</summary>
+        public List<string> TrainerKeys { get; set; } = [];
+
+        /// <summary>Keys for the admin API (CacheAdmin, /metrics); they may call the trainer API too.</summary>
+        public List<string> AdminKeys { get; set; } = [];
+
+        /// <summary>A file of trainer keys, one per line (blank lines and lines starting with # ignored).</summary>
+        public string? TrainerKeysFile { get; set; }
+
+        /// <summary>A file of admin keys, one per line.</summary>
+        public string? AdminKeysFile { get; set; }
+
+        /// <summary>Start without keys on a non-loopback address (anyone who can reach the port may call anything).</summary>
+        public bool AllowAnonymousNonLoopback { get; set; }
+    }
+
+    public sealed class TlsSection
+    {
+        /// <summary>PEM certificate (with KeyPath) or PKCS#12/PFX file; empty means cleartext HTTP/2.</summary>
+        public string? CertificatePath { get; set; }
+
+        /// <summary>PEM private key for a PEM CertificatePath.</summary>
+        public string? KeyPath { get; set; }
+
+        /// <summary>Password of a PFX file, or of an encrypted PEM key.</summary>
+        public string? Password { get; set; }
     }
 }
 
@@ -159,6 +204,14 @@ public sealed class EmbedCacheOptionsValidator : IValidateOptions<EmbedCacheOpti
             errors.Add($"{p}Limits:MaxStreamBatchSize must be between 1 and {CacheEngine.MaxStreamBatchSize} (was {l.MaxStreamBatchSize})");
         if (l.DefaultStreamBatchSize < 1 || l.DefaultStreamBatchSize > l.MaxStreamBatchSize)
             errors.Add($"{p}Limits:DefaultStreamBatchSize must be between 1 and Limits:MaxStreamBatchSize (was {l.DefaultStreamBatchSize})");
+        if (l.MaxConcurrentStreamsPerCaller < 1)
+            errors.Add($"{p}Limits:MaxConcurrentStreamsPerCaller must be >= 1 (was {l.MaxConcurrentStreamsPerCaller})");
+        if (l.MaxStreamsPerConnection < 1)
+            errors.Add($"{p}Limits:MaxStreamsPerConnection must be >= 1 (was {l.MaxStreamsPerConnection})");
+        if (l.MaxFeatureBytesPerRequest < 1)
+            errors.Add($"{p}Limits:MaxFeatureBytesPerRequest must be >= 1 (was {l.MaxFeatureBytesPerRequest})");
+        errors.AddRange(Security.ApiKeySet.Validate(options));
+        errors.AddRange(Security.TlsSetup.Validate(options.Tls));
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

@@ -18,23 +18,26 @@ public sealed class ServiceEndpoints
         _http = http;
     }
 
+    /// <summary>True when the gRPC listener speaks TLS (EmbedCache:Tls).</summary>
+    public bool GrpcUsesTls { get; internal set; }
+
     public IPEndPoint Grpc => Endpoint(_grpc, "gRPC");
 
     public IPEndPoint Http => Endpoint(_http, "HTTP");
 
-    public Uri GrpcUri => ToUri(Grpc);
+    public Uri GrpcUri => ToUri(Grpc, GrpcUsesTls ? "https" : "http");
 
-    public Uri HttpUri => ToUri(Http);
+    public Uri HttpUri => ToUri(Http, "http");
 
     private static IPEndPoint Endpoint(ListenOptions? options, string what) =>
         options?.IPEndPoint ?? throw new InvalidOperationException($"The {what} listener is not configured yet.");
 
-    private static Uri ToUri(IPEndPoint ep)
+    private static Uri ToUri(IPEndPoint ep, string scheme)
     {
         var host = ep.Address.Equals(IPAddress.Any) ? "127.0.0.1"
             : ep.Address.Equals(IPAddress.IPv6Any) ? "[::1]"
             : ep.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{ep.Address}]"
             : ep.Address.ToString();
-        return new Uri($"http://{host}:{ep.Port}");
+        return new Uri($"{scheme}://{host}:{ep.Port}");
     }
 }

@@ -64,6 +64,8 @@ public sealed partial class CacheEngine : IDisposable
         var count = keys.Count;
         if (features is not null && features.Count != count)
             throw new InvalidRequestException("features", $"{features.Count} items of features for {count} keys");
+        if (features is not null)
+            CheckFeatureKind(encoder, features);
 
         int found;
         using (var lease = Sessions.Rent())
@@ -74,6 +76,29 @@ public sealed partial class CacheEngine : IDisposable
 
         var missing = MissingPositions(foundMask.Span, count);
         return await FillMissingAsync(encoder, keys, features, missing, destination, foundMask, cancellationToken);
+    }
+
+    /// <summary>
+    /// Features of the wrong kind or item size are a bad request even when every key hits and the features
+    /// would go unused: a client must not learn that it sends garbage only on its first cache miss.
+    /// </summary>
+    private static void CheckFeatureKind(EncoderEntry encoder, FeatureBatch features)
+    {
+        var e = encoder.Encoder;
+        if (e.InputKind == Embeddings.InputKind.Text)
+        {
+            if (features is not TextFeatureBatch)
+                throw new InvalidRequestException("features", $"encoder '{encoder.Name}' takes text; send features.text");
+            return;
+        }
+
+        if (features is not TensorFeatureBatch tensor)
+            throw new InvalidRequestException("features", $"encoder '{encoder.Name}' takes float32 items of shape {string.Join('x', e.InputShape)}; send features.tensor");
+        long expected = 1;
+        foreach (var d in e.InputShape)
+            expected *= d;
+        if (tensor.ItemLength != expected)
+            throw new InvalidRequestException("features.tensor.item_shape", $"encoder '{encoder.Name}' takes items of shape {string.Join('x', e.InputShape)} ({expected} values); got {string.Join('x', tensor.ItemShape)}");
     }
 
     private async ValueTask<int> FillMissingAsync(EncoderEntry encoder, ItemKeyBatch keys, FeatureBatch features,
