@@ -178,7 +178,7 @@ public sealed partial class SecurityTests
     {
         using var dir = new TempDirectory("tls");
         var e = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() =>
-            InProcessService.StartAsync(null, $"--EmbedCache:Tls:CertificatePath={dir.Combine("missing.pfx")}"));
+            InProcessService.StartAsync(dir.Combine("save"), $"--EmbedCache:Tls:CertificatePath={dir.Combine("missing.pfx")}"));
         Assert.Contains("EmbedCache:Tls:CertificatePath", e.Message, StringComparison.Ordinal);
     }
 
