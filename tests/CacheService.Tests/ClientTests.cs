@@ -41,6 +41,21 @@ public sealed class ClientTests
     }
 
     [Fact]
+    public async Task AddEmbedCacheClient_RegistersOneConfiguredClient_ThatReachesTheService()
+    {
+        await using var service = await InProcessService.StartAsync();
+        var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection();
+        services.AddEmbedCacheClient(o => o.Address = service.Endpoints.GrpcUri);
+        using var provider = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider(services);
+
+        var client = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<EmbedCacheClient>(provider);
+        var again = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<EmbedCacheClient>(provider);
+
+        Assert.Same(client, again);
+        Assert.Contains(await client.ListEncodersAsync(), e => e.Name == Mlp);
+    }
+
+    [Fact]
     public async Task ContentKeys_ComputedByTheClient_MatchTheServicesHashes()
     {
         await using var service = await InProcessService.StartAsync();
