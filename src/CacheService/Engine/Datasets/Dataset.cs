@@ -41,9 +41,8 @@ public sealed class Dataset
                 return known;
         }
 
-        long count = 0;
-        foreach (var chunk in OpenSplit(split).ReadChunks(4096, cancellationToken: cancellationToken))
-            count += chunk.Count;
+        // Counting needs records, not values: no JSON or number parsing (the fill pass validates).
+        var count = OpenSplit(split).CountRecords(cancellationToken);
 
         lock (_counts)
             _counts[split] = count;

@@ -44,6 +44,40 @@ public sealed class DatasetSplitReader
             yield return builder.Build(index - builder.Count);
     }
 
+    /// <summary>Number of records in the file: non-blank JSONL lines, or CSV records after the header.</summary>
+    internal long CountRecords(CancellationToken cancellationToken)
+    {
+        long count = 0;
+        if (_format == "csv")
+        {
+            using var csv = new CsvReader(new StreamReader(_path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16));
+            var fields = new List<string>();
+            try
+            {
+                while (csv.ReadRecord(fields))
+                {
+                    if ((++count & 4095) == 0)
+                        cancellationToken.ThrowIfCancellationRequested();
+                }
+            }
+            catch (DatasetException e)
+            {
+                throw Error(csv.Line, e.Message);
+            }
+
+            return Math.Max(0, count - 1);
+        }
+
+        using var reader = new StreamReader(_path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 1 << 16);
+        while (reader.ReadLine() is { } line)
+        {
+            if (!string.IsNullOrWhiteSpace(line) && (++count & 4095) == 0)
+                cancellationToken.ThrowIfCancellationRequested();
+        }
+
+        return count;
+    }
+
     internal DatasetException Error(long line, string problem) =>
         new($"dataset '{_dataset.Name}' split '{_split}' ({_fileName} line {line}): {problem}");
 
