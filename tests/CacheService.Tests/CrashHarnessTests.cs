@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using EmbedCache.Contract.V1;
 using EmbedCache.TestSupport;
 using Google.Protobuf;
@@ -15,7 +14,7 @@ namespace EmbedCache.CacheService.Tests;
 /// before the kill; every stored value passes its checksum (a full StreamDataset of every filled namespace);
 /// the resumed prewarm completes without re-encoding committed items. 3 rounds in CI; EMBEDCACHE_LONG=1 runs 20.
 /// </summary>
-public sealed partial class CrashHarnessTests(ITestOutputHelper output)
+public sealed class CrashHarnessTests(ITestOutputHelper output)
 {
     private const string Writer = "mlp";
     private const int TrainItems = 1438;
@@ -46,7 +45,7 @@ public sealed partial class CrashHarnessTests(ITestOutputHelper output)
             for (var round = 0; round < rounds; round++)
             {
                 var encoder = Encoder(round);
-                using var channel = GrpcChannel.ForAddress(await GrpcAddressAsync(child));
+                using var channel = GrpcChannel.ForAddress((await child.WaitForListeningAsync()).Grpc);
                 var c = new Contract(channel);
 
                 // Prewarm one fresh namespace per round, with read-through writes beside it; kill at a random point.
@@ -76,7 +75,7 @@ public sealed partial class CrashHarnessTests(ITestOutputHelper output)
 
                 child.Dispose();
                 child = ChildProcess.Start(ServiceDll, args);
-                using var after = GrpcChannel.ForAddress(await GrpcAddressAsync(child));
+                using var after = GrpcChannel.ForAddress((await child.WaitForListeningAsync()).Grpc);
                 var a = new Contract(after);
                 PrewarmProgress? resumed = null;
                 await Wait.UntilAsync(async () =>
@@ -271,12 +270,4 @@ public sealed partial class CrashHarnessTests(ITestOutputHelper output)
 
     private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
 
-    private static async Task<Uri> GrpcAddressAsync(ChildProcess child)
-    {
-        var m = await child.WaitForLineAsync(ListeningLine(), "the service to listen");
-        return new Uri(m.Groups["grpc"].Value);
-    }
-
-    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP")]
-    private static partial Regex ListeningLine();
 }

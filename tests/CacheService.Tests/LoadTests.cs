@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.RegularExpressions;
 using EmbedCache.Contract.V1;
 using EmbedCache.TestSupport;
 using Grpc.Core;
@@ -13,7 +12,7 @@ namespace EmbedCache.CacheService.Tests;
 /// service as a child process: no errors, the service's RSS within its budget, latency percentiles printed.
 /// 8 s in CI; EMBEDCACHE_LONG=1 runs 3 minutes. This asserts correctness and memory, never speed.
 /// </summary>
-public sealed partial class LoadTests(ITestOutputHelper output)
+public sealed class LoadTests(ITestOutputHelper output)
 {
     private const int Streams = 16;
     private const int BatchKeys = 256;
@@ -32,8 +31,7 @@ public sealed partial class LoadTests(ITestOutputHelper output)
             "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}",
             "--EmbedCache:Encoders:background:Kind=mlp", "--EmbedCache:Encoders:background:Seed=7",
         ]);
-        var m = await child.WaitForLineAsync(ListeningLine(), "the service to listen");
-        using var channel = GrpcChannel.ForAddress(new Uri(m.Groups["grpc"].Value));
+        using var channel = GrpcChannel.ForAddress((await child.WaitForListeningAsync()).Grpc);
         var c = new Contract(channel);
         var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 128, Workers = 2, Splits = { "train" }, Encoders = { "mlp" } };
         Assert.Equal(JobState.Completed, (await Contract.PrewarmToEndAsync(c.Admin, fill))[^1].State);
@@ -147,7 +145,4 @@ public sealed partial class LoadTests(ITestOutputHelper output)
 
         return 0;
     }
-
-    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP")]
-    private static partial Regex ListeningLine();
 }

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using EmbedCache.Client;
 using EmbedCache.Contract.V1;
 using EmbedCache.TestSupport;
@@ -6,7 +5,7 @@ using EmbedCache.TestSupport;
 namespace EmbedCache.CacheService.Tests;
 
 /// <summary>The service killed with SIGKILL in the middle of a prewarm, restarted on the same SaveDir.</summary>
-public sealed partial class PrewarmCrashTests
+public sealed class PrewarmCrashTests
 {
     private const int Items = 240;
 
@@ -32,7 +31,7 @@ public sealed partial class PrewarmCrashTests
         ulong committedBeforeKill;
         using (var first = ChildProcess.Start(ServiceDll, args))
         {
-            using var client = new EmbedCacheClient(await GrpcAddressAsync(first));
+            using var client = new EmbedCacheClient((await first.WaitForListeningAsync()).Grpc);
             using var call = client.Admin.Prewarm(new PrewarmRequest(request) { Follow = true });
             PrewarmProgress progress = new();
             await Wait.UntilAsync(async () =>
@@ -47,7 +46,7 @@ public sealed partial class PrewarmCrashTests
         }
 
         using var second = ChildProcess.Start(ServiceDll, args);
-        using (var client = new EmbedCacheClient(await GrpcAddressAsync(second)))
+        using (var client = new EmbedCacheClient((await second.WaitForListeningAsync()).Grpc))
         {
             PrewarmProgress? resumed = null;
             await Wait.UntilAsync(async () =>
@@ -76,12 +75,4 @@ public sealed partial class PrewarmCrashTests
 
     private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
 
-    private static async Task<Uri> GrpcAddressAsync(ChildProcess child)
-    {
-        var m = await child.WaitForLineAsync(ListeningLine(), "the service to listen");
-        return new Uri(m.Groups["grpc"].Value);
-    }
-
-    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP")]
-    private static partial Regex ListeningLine();
 }

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using EmbedCache.Client;
 using EmbedCache.TestSupport;
 using Grpc.Health.V1;
@@ -6,7 +5,7 @@ using Grpc.Health.V1;
 namespace EmbedCache.CacheService.Tests;
 
 /// <summary>The built service as a child process: start, serve, stop on SIGTERM, refuse bad config.</summary>
-public sealed partial class ProcessLifecycleTests
+public sealed class ProcessLifecycleTests
 {
     private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
 
@@ -17,13 +16,13 @@ public sealed partial class ProcessLifecycleTests
         using var child = ChildProcess.Start(ServiceDll,
             ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Path}"]);
 
-        var listening = await child.WaitForLineAsync(ListeningLine(), "the service to report its ports");
-        using (var client = new EmbedCacheClient(new Uri(listening.Groups["grpc"].Value)))
+        var listening = await child.WaitForListeningAsync("the service to report its ports");
+        using (var client = new EmbedCacheClient(listening.Grpc))
             Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, await client.CheckHealthAsync());
         using (var http = new HttpClient())
-            Assert.Equal("Healthy", await http.GetStringAsync(new Uri(new Uri(listening.Groups["http"].Value), "/healthz")));
+            Assert.Equal("Healthy", await http.GetStringAsync(new Uri(listening.Http, "/healthz")));
 
-        using (var probe = ChildProcess.Start(ServiceDll, ["healthcheck", new Uri(new Uri(listening.Groups["http"].Value), "/healthz").ToString()]))
+        using (var probe = ChildProcess.Start(ServiceDll, ["healthcheck", new Uri(listening.Http, "/healthz").ToString()]))
             Assert.Equal(0, await probe.WaitForExitAsync("the healthcheck probe"));
 
         child.Terminate();
@@ -71,13 +70,10 @@ public sealed partial class ProcessLifecycleTests
         using var child = ChildProcess.Start(ServiceDll, ["--config", file],
             new Dictionary<string, string> { ["EmbedCache__GrpcPort"] = "0", ["EmbedCache__SaveDir"] = dir.Combine("save") });
 
-        var listening = await child.WaitForLineAsync(ListeningLine(), "the service to start with layered config");
+        var listening = await child.WaitForListeningAsync("the service to start with layered config");
 
-        Assert.NotEqual("8080", new Uri(listening.Groups["http"].Value).Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.NotEqual("8080", listening.Http.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
         child.Terminate();
         Assert.Equal(0, await child.WaitForExitAsync("the service to exit after SIGTERM"));
     }
-
-    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP (?<http>http://\S+?)/?$")]
-    private static partial Regex ListeningLine();
 }

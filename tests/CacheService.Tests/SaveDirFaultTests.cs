@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.RegularExpressions;
 using EmbedCache.Contract.V1;
 using EmbedCache.TestSupport;
 using Grpc.Core;
@@ -8,7 +7,7 @@ using Grpc.Net.Client;
 namespace EmbedCache.CacheService.Tests;
 
 /// <summary>The SaveDir going bad under the service: damaged checkpoint files, a read-only or full file system.</summary>
-public sealed partial class SaveDirFaultTests
+public sealed class SaveDirFaultTests
 {
     private const int TrainItems = 1438;
 
@@ -22,7 +21,7 @@ public sealed partial class SaveDirFaultTests
         string[] args = ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={save}"];
         using (var first = ChildProcess.Start(ServiceDll, args))
         {
-            using var channel = GrpcChannel.ForAddress(await GrpcAddressAsync(first));
+            using var channel = GrpcChannel.ForAddress((await first.WaitForListeningAsync()).Grpc);
             var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 128, Workers = 2, Splits = { "train" }, Encoders = { "mlp" } };
             Assert.Equal(JobState.Completed, (await Contract.PrewarmToEndAsync(new Contract(channel).Admin, fill))[^1].State);
             first.Terminate();
@@ -50,7 +49,7 @@ public sealed partial class SaveDirFaultTests
 
         // The documented recovery: EmbedCache:Store:MoveAsideIncompatibleSaveDir=true keeps the damaged copy and starts empty.
         using var recovered = ChildProcess.Start(ServiceDll, [.. args, "--EmbedCache:Store:MoveAsideIncompatibleSaveDir=true"]);
-        using (var channel = GrpcChannel.ForAddress(await GrpcAddressAsync(recovered)))
+        using (var channel = GrpcChannel.ForAddress((await recovered.WaitForListeningAsync()).Grpc))
         {
             var stats = await new Contract(channel).Admin.GetStatsAsync(new GetStatsRequest());
             Assert.All(stats.Namespaces, n => Assert.Equal(0ul, n.Items));
@@ -160,14 +159,6 @@ public sealed partial class SaveDirFaultTests
             throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed ({p.ExitCode}): {err}");
     }
 
-    private static async Task<Uri> GrpcAddressAsync(ChildProcess child)
-    {
-        var m = await child.WaitForLineAsync(ListeningLine(), "the service to listen");
-        return new Uri(m.Groups["grpc"].Value);
-    }
-
-    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP")]
-    private static partial Regex ListeningLine();
 }
 
 /// <summary>A test that mounts a tmpfs: skipped, saying why, where this process may not mount.</summary>

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using System.Text.RegularExpressions;
 using EmbedCache.Client;
 using EmbedCache.Contract.V1;
 using EmbedCache.TestSupport;
@@ -13,7 +12,7 @@ using Grpc.Net.Client;
 namespace EmbedCache.CacheService.Tests;
 
 /// <summary>API keys and roles, the loopback rule, TLS, and the limits, over real loopback listeners.</summary>
-public sealed partial class SecurityTests
+public sealed class SecurityTests
 {
     private const string TrainerKey = "trainer-key-0123456789abcdef";
     private const string AdminKey = "admin-key-0123456789abcdef0123";
@@ -123,8 +122,8 @@ public sealed partial class SecurityTests
             ["--EmbedCache:ListenAddress=0.0.0.0", "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Path}"],
             new Dictionary<string, string> { ["EmbedCache__Auth__TrainerKeys__0"] = TrainerKey, ["EmbedCache__Auth__AdminKeys__0"] = AdminKey });
 
-        var listening = await child.WaitForLineAsync(ListeningLine(), "the service to listen on all interfaces with keys");
-        using var channel = GrpcChannel.ForAddress(new Uri(listening.Groups["grpc"].Value));
+        var listening = await child.WaitForListeningAsync("the service to listen on all interfaces with keys");
+        using var channel = GrpcChannel.ForAddress(listening.Grpc);
         var c = new Contract(channel);
 
         Assert.Equal(StatusCode.Unauthenticated, await Contract.StatusOf(() => c.Cache.ListEncodersAsync(new ListEncodersRequest()).ResponseAsync));
@@ -240,7 +239,4 @@ public sealed partial class SecurityTests
     }
 
     private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
-
-    [GeneratedRegex(@"listening: gRPC (?<grpc>https?://\S+?)/?, HTTP (?<http>http://\S+?)/?$")]
-    private static partial Regex ListeningLine();
 }

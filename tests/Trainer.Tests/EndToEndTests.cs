@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using EmbedCache.TestSupport;
 
 namespace EmbedCache.Trainer.Tests;
@@ -7,7 +6,7 @@ namespace EmbedCache.Trainer.Tests;
 /// The case Quaterion cannot do: several training processes sharing one cache and its labels.
 /// The built service and three trainer processes, on the shipped digits dataset.
 /// </summary>
-public sealed partial class EndToEndTests
+public sealed class EndToEndTests
 {
     /// <summary>Every trainer must reach this retrieval precision@1 on the validation split.</summary>
     private const double RequiredPrecisionAt1 = 0.95;
@@ -18,8 +17,7 @@ public sealed partial class EndToEndTests
         using var dir = new TempDirectory("e2e");
         using var service = ChildProcess.Start(RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService"),
             ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}"]);
-        var listening = await service.WaitForLineAsync(ListeningLine(), "the service to listen");
-        var address = listening.Groups["grpc"].Value;
+        var address = (await service.WaitForListeningAsync()).Grpc.ToString();
         var trainerDll = RepoPaths.BuiltAssembly("Trainer", "EmbedCache.Trainer");
 
         var trainers = Enumerable.Range(0, 3).Select(i => ChildProcess.Start(trainerDll,
@@ -63,7 +61,4 @@ public sealed partial class EndToEndTests
         service.Terminate();
         Assert.Equal(0, await service.WaitForExitAsync("the service to stop"));
     }
-
-    [GeneratedRegex(@"listening: gRPC (?<grpc>http://\S+?)/?, HTTP")]
-    private static partial Regex ListeningLine();
 }
