@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using EmbedCache.Contract.V1;
 using EmbedCache.TestSupport;
 using Grpc.Core;
@@ -65,9 +66,44 @@ public sealed class SaveDirFaultTests
     /// ("mount point is busy"), so the read-only case the service can meet is at start-up; a full disk is what
     /// happens under a running service, and that is tested here with a small tmpfs filled to the last byte.
     /// </remarks>
-    [MountFact(KnownIssue = "a checkpoint on a full SaveDir never completes: the Checkpoint RPC runs past its 20 s deadline and shutdown waits for it " +
-        "(seen 2026-11-24 on a 256 MiB tmpfs; the store's FASTER flush does not surface ENOSPC). Set EMBEDCACHE_KNOWN_ISSUES=1 to run it.")]
-    public async Task SaveDirFull_CheckpointFailsClearly_ServiceKeepsServing_NothingCommittedIsLost()
+    [MountFact]
+    public async Task ReadOnlySaveDir_RefusesToStartWithOneLine_AndLeavesItsFilesUntouched()
+    {
+        using var dir = new TempDirectory("readonly");
+        var save = dir.Combine("save");
+        await using (var service = await InProcessService.StartAsync(save))
+        {
+            var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Workers = 1, Splits = { "val" }, Encoders = { "mlp" } };
+            Assert.Equal(JobState.Completed, (await Contract.PrewarmToEndAsync(new Contract(service.Channel).Admin, fill))[^1].State);
+        }
+
+        var before = Snapshot(save);
+        var mount = Directory.CreateDirectory(dir.Combine("ro")).FullName;
+        Run("mount", "--bind", save, mount);
+        try
+        {
+            Run("mount", "-o", "remount,ro,bind", mount);
+            using var refused = ChildProcess.Start(ServiceDll, ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={mount}"]);
+            Assert.Equal(2, await refused.WaitForExitAsync("the service to refuse the read-only SaveDir"));
+            var line = Assert.Single(refused.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.Contains($"SaveDir '{mount}' cannot be written (Read-only file system)", line, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", refused.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Run("umount", "-l", mount);
+        }
+
+        Assert.Equal(before, Snapshot(save));
+    }
+
+    /// <summary>Every file under <paramref name="root"/> with its bytes' hash.</summary>
+    private static string Snapshot(string root) => string.Join('\n', Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
+        .Order(StringComparer.Ordinal)
+        .Select(f => $"{Path.GetRelativePath(root, f)} {Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)))}"));
+
+    [MountFact]
+    public async Task SaveDirFull_CheckpointFailsClearly_ServiceKeepsServing_RecoversWhenSpaceReturns_NothingCommittedIsLost()
     {
         using var dir = new TempDirectory("fullfs");
         var mount = Directory.CreateDirectory(dir.Combine("fs")).FullName;
@@ -75,7 +111,9 @@ public sealed class SaveDirFaultTests
         try
         {
             var save = Path.Combine(mount, "save");
-            byte[] before;
+            const int dim = 64;
+            var keys = Enumerable.Range(0, 64).Select(i => $"full-{i}").ToArray();
+            byte[] before, written;
             await using (var service = await InProcessService.StartAsync(save))
             {
                 var c = new Contract(service.Channel);
@@ -85,26 +123,40 @@ public sealed class SaveDirFaultTests
 
                 var filler = Path.Combine(mount, "filler");
                 await FillAsync(filler);
-                var dim = 64;
-                var write = Contract.Custom("mlp", Enumerable.Range(0, 64).Select(i => $"full-{i}").ToArray());
-                write.Features = Contract.Vectors(dim, Enumerable.Range(0, 64).Select(i => Contract.Vector(dim, i)).ToArray());
-                var readThrough = await Contract.StatusOf(() => c.Cache.LookupAsync(write, deadline: DateTime.UtcNow.AddSeconds(20)).ResponseAsync);
+                var write = Contract.Custom("mlp", keys);
+                write.Features = Contract.Vectors(dim, Enumerable.Range(0, keys.Length).Select(i => Contract.Vector(dim, i)).ToArray());
+                var readThrough = await c.Cache.LookupAsync(write, deadline: DateTime.UtcNow.AddSeconds(20));
+                written = readThrough.Results[0].Embeddings.ToByteArray();
+
                 var checkpoint = await Assert.ThrowsAsync<RpcException>(() => c.Admin.CheckpointAsync(new CheckpointRequest(), deadline: DateTime.UtcNow.AddSeconds(20)).ResponseAsync);
-                // A full disk must fail the checkpoint with a status, not leave it pending past its deadline.
-                Assert.NotEqual(StatusCode.DeadlineExceeded, checkpoint.StatusCode);
                 var served = await ReadSplitAsync(c);
                 var health = (await new Grpc.Health.V1.Health.HealthClient(service.Channel).CheckAsync(new Grpc.Health.V1.HealthCheckRequest())).Status;
+                var metrics = await service.Http.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+                using var status = JsonDocument.Parse(await service.Http.GetStringAsync(new Uri("/api/status", UriKind.Relative)));
 
-                Assert.Equal(StatusCode.OK, readThrough);
-                Assert.NotEqual(StatusCode.OK, checkpoint.StatusCode);
+                Assert.Equal(StatusCode.Unavailable, checkpoint.StatusCode);
+                Assert.Contains("No space left on device", checkpoint.Status.Detail, StringComparison.Ordinal);
+                Assert.Contains("not committed", checkpoint.Status.Detail, StringComparison.Ordinal);
                 Assert.Equal(before, served);
                 Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, health);
+                Assert.Matches(@"(?m)^embedcache_savedir_write_errors_total [1-9]", metrics);
+                Assert.Matches(@"(?m)^embedcache_savedir_failing 1", metrics);
+                Assert.True(status.RootElement.GetProperty("saveDir").GetProperty("failing").GetBoolean());
+
+                // Space comes back: the retried log writes land, and the next checkpoint commits everything.
                 File.Delete(filler);
+                var recovered = await c.Admin.CheckpointAsync(new CheckpointRequest(), deadline: DateTime.UtcNow.AddSeconds(30));
+                Assert.False(string.IsNullOrEmpty(recovered.Token));
+                Assert.Matches(@"(?m)^embedcache_savedir_failing 0", await service.Http.GetStringAsync(new Uri("/metrics", UriKind.Relative)));
             }
 
-            // Everything committed before the disk filled is there after a restart, and passes its checksum.
+            // Everything committed is there after a restart, bit-identical, including what was written while the disk was full.
             await using var restarted = await InProcessService.StartAsync(save);
-            Assert.Equal(before, await ReadSplitAsync(new Contract(restarted.Channel)));
+            var again = new Contract(restarted.Channel);
+            Assert.Equal(before, await ReadSplitAsync(again));
+            var lookup = await again.Cache.LookupAsync(Contract.Custom("mlp", keys));
+            Assert.Equal(written, lookup.Results[0].Embeddings.ToByteArray());
+            Assert.All(lookup.Results[0].Found.ToByteArray(), b => Assert.Equal(0xFF, b));
         }
         finally
         {

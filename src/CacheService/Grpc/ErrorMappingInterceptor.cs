@@ -77,6 +77,7 @@ internal sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingInterc
             NotCachedException or DatasetException => new Status(StatusCode.FailedPrecondition, e.Message),
             LimitExceededException => new Status(StatusCode.ResourceExhausted, e.Message),
             StoreCorruptionException => new Status(StatusCode.DataLoss, e.Message),
+            SaveDirWriteException => new Status(StatusCode.Unavailable, e.Message),
             ServiceUnavailableException or ObjectDisposedException => new Status(StatusCode.Unavailable, "the service is shutting down; retry"),
             OperationCanceledException when context.CancellationToken.IsCancellationRequested => new Status(StatusCode.Cancelled, "the call was cancelled"),
             OperationCanceledException => new Status(StatusCode.Unavailable, "the service is shutting down; retry"),

@@ -137,6 +137,8 @@ public static class EmbedCacheHost
                 .MinimumLevel.Override("Microsoft.AspNetCore", Serilog.Events.LogEventLevel.Warning)
                 .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Warning)
                 .MinimumLevel.Override("Grpc", Serilog.Events.LogEventLevel.Warning)
+                // A start-up error is reported once, as one line on stderr (Program), not again with a stack trace.
+                .Filter.ByExcluding(e => e.Exception is StartupException)
                 .ReadFrom.Configuration(builder.Configuration)
                 .Enrich.FromLogContext();
             if (json)

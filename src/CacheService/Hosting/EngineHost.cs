@@ -61,8 +61,15 @@ public sealed partial class EngineHost(
             await _jobs.DisposeAsync();
         if (_store is not null)
         {
-            var checkpoint = await _store.CheckpointAsync(cancellationToken);
-            ShutdownCheckpoint(logger, checkpoint.Version);
+            try
+            {
+                var checkpoint = await _store.CheckpointAsync(cancellationToken);
+                ShutdownCheckpoint(logger, checkpoint.Version);
+            }
+            catch (SaveDirWriteException e)
+            {
+                ShutdownCheckpointFailed(logger, e.Message);
+            }
         }
     }
 
@@ -78,6 +85,9 @@ public sealed partial class EngineHost(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine ready: {Encoders} encoders, store {SaveDir}, {Resumed} prewarm jobs resumed")]
     private static partial void EngineReady(ILogger logger, int encoders, string saveDir, int resumed);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "No checkpoint on shutdown: {Reason}")]
+    private static partial void ShutdownCheckpointFailed(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Checkpoint {Version} taken on shutdown")]
     private static partial void ShutdownCheckpoint(ILogger logger, long version);

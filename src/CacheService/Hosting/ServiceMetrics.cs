@@ -22,6 +22,8 @@ public sealed class ServiceMetrics
     private readonly Gauge _lastCheckpoint;
     private readonly Gauge _tierItems;
     private readonly Gauge _tierBytes;
+    private readonly Counter _saveDirErrors;
+    private readonly Gauge _saveDirFailing;
 
     public ServiceMetrics(EngineHost host, IHostApplicationLifetime lifetime)
     {
@@ -52,6 +54,10 @@ public sealed class ServiceMetrics
             new GaugeConfiguration { LabelNames = ["tier"] });
         _tierBytes = factory.CreateGauge("embedcache_tier_bytes", "Bytes per tier, in memory or on disk.",
             new GaugeConfiguration { LabelNames = ["tier", "where"] });
+        _saveDirErrors = factory.CreateCounter("embedcache_savedir_write_errors_total",
+            "Writes to the SaveDir that failed (full or read-only file system, I/O errors); log writes are retried.");
+        _saveDirFailing = factory.CreateGauge("embedcache_savedir_failing",
+            "1 while log writes to the SaveDir are failing and being retried: nothing newer than the last checkpoint can become durable.");
         DotNetStats.Register(Registry);
         Registry.AddBeforeCollectCallback(() => Collect(host));
         // Checkpoints are taken inside the store (periodic, after fills, admin, shutdown); the store
@@ -132,6 +138,8 @@ public sealed class ServiceMetrics
             _jobCommitted.WithLabels(p.Id, p.Spec.Dataset, state).Set(p.Committed);
         }
 
+        _saveDirErrors.IncTo(engine.Store.SaveDir.WriteErrors);
+        _saveDirFailing.Set(engine.Store.SaveDir.Failing ? 1 : 0);
         if (engine.Store.LastCheckpoint is { } c)
             _lastCheckpoint.Set(c.Time.ToUnixTimeMilliseconds() / 1000.0);
     }

@@ -85,8 +85,10 @@ public static class StatusEndpoints
             ? new CheckpointStatus(c.Version, c.Time, c.Persistent, c.Duration.TotalMilliseconds)
             : null;
         var lookups = hits + misses;
+        var saveDir = engine.Store.SaveDir;
         return new ServiceStatus(now, (now - host.StartedAt).TotalSeconds, hits, misses, lookups == 0 ? null : (double)hits / lookups,
-            encoded, encoders, tierList, namespaces, jobList, checkpoint);
+            encoded, encoders, tierList, namespaces, jobList, checkpoint,
+            new SaveDirStatus(engine.Store.Persistent, saveDir.Failing, saveDir.WriteErrors, saveDir.LastCause));
     }
 
     private static string Lower<T>(T value)
@@ -97,7 +99,7 @@ public static class StatusEndpoints
 public sealed record ServiceStatus(
     DateTimeOffset Time, double UptimeSeconds, long Hits, long Misses, double? HitRate, long Encoded,
     IReadOnlyList<EncoderStatus> Encoders, IReadOnlyList<TierStatus> Tiers, IReadOnlyList<NamespaceStatus> Namespaces,
-    IReadOnlyList<JobStatus> Jobs, CheckpointStatus? LastCheckpoint);
+    IReadOnlyList<JobStatus> Jobs, CheckpointStatus? LastCheckpoint, SaveDirStatus SaveDir);
 
 public sealed record EncoderStatus(string Name, string Fingerprint, int Dim, string Dtype, string Tier, string Input, long Hits, long Misses, long Encoded);
 
@@ -109,5 +111,8 @@ public sealed record NamespaceStatus(
 public sealed record JobStatus(
     string Id, string Dataset, IReadOnlyList<string> Splits, IReadOnlyList<string> Encoders, string State, long Total, long Processed,
     long Encoded, long Skipped, long Committed, double ItemsPerSecond, double? EtaSeconds, string Message);
+
+/// <param name="Failing">True while log writes to the SaveDir fail and are retried (full or read-only file system).</param>
+public sealed record SaveDirStatus(bool Persistent, bool Failing, long WriteErrors, string? LastError);
 
 public sealed record CheckpointStatus(long Version, DateTimeOffset Time, bool Persistent, double DurationMs);

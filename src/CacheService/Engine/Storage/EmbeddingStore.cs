@@ -40,13 +40,22 @@ public sealed class EmbeddingStore : IDisposable
     private Manifest? _manifest;
     private long _version;
     private StoreCheckpoint? _lastCheckpoint;
+    private InFlightCheckpoint? _inFlight;
     private bool _gpuFallbackWarned;
     private int _disposed;
 
     private EmbeddingStore(StoreOptions options, ILogger logger, string root, bool persistent, FileStream? lockFile,
-        KvStore cpu, KvStore disk, KvStore meta, Manifest? manifest, Lazy<bool> cuda)
+        KvStore cpu, KvStore disk, KvStore meta, Manifest? manifest, Lazy<bool> cuda, SaveDirHealth health)
     {
         _options = options;
+        SaveDir = health;
+        health.FailingChanged += (failing, cause) =>
+        {
+            if (failing)
+                StoreLog.SaveDirFailing(logger, root, cause);
+            else
+                StoreLog.SaveDirRecovered(logger, root);
+        };
         _logger = logger;
         Root = root;
         Persistent = persistent;
@@ -77,6 +86,9 @@ public sealed class EmbeddingStore : IDisposable
 
     /// <summary>True with a SaveDir: checkpoints are durable and opening recovers them.</summary>
     public bool Persistent { get; }
+
+    /// <summary>Failed writes to the SaveDir (full, read-only, I/O errors) and whether log writes are being retried now.</summary>
+    public SaveDirHealth SaveDir { get; }
 
     internal KvStore CpuStore { get; }
 
@@ -153,6 +165,7 @@ public sealed class EmbeddingStore : IDisposable
 
     private static EmbeddingStore OpenPersistent(StoreOptions options, ILogger logger, string root, Lazy<bool> cuda)
     {
+        StoreDirectory.CheckWritable(root);
         var kind = StoreDirectory.Inspect(root);
         if (kind == StoreDirectory.Kind.Empty)
             StoreDirectory.WriteMarker(root);
@@ -203,20 +216,21 @@ public sealed class EmbeddingStore : IDisposable
     {
         var recover = manifest is not null;
         var segmentBits = options.LogSegmentSizeBits;
+        var health = new SaveDirHealth(root);
         KvStore? cpu = null, disk = null, meta = null;
         try
         {
-            cpu = KvStore.Create(CpuName, Path.Combine(root, CpuName), options.CpuMemoryBytes, options.CpuMemoryBytes / 128, 22, segmentBits, recover);
+            cpu = KvStore.Create(CpuName, Path.Combine(root, CpuName), options.CpuMemoryBytes, options.CpuMemoryBytes / 128, 22, segmentBits, recover, health);
             var diskIndex = options.DiskMemoryBytes / 4;
-            disk = KvStore.Create(DiskName, Path.Combine(root, DiskName), options.DiskMemoryBytes - diskIndex, diskIndex, 22, segmentBits, recover);
-            meta = KvStore.Create(MetaName, Path.Combine(root, MetaName), MetaLogMemoryBytes, MetaIndexBytes, 22, segmentBits, recover);
+            disk = KvStore.Create(DiskName, Path.Combine(root, DiskName), options.DiskMemoryBytes - diskIndex, diskIndex, 22, segmentBits, recover, health);
+            meta = KvStore.Create(MetaName, Path.Combine(root, MetaName), MetaLogMemoryBytes, MetaIndexBytes, 22, segmentBits, recover, health);
             if (manifest is not null)
             {
                 foreach (var kv in new[] { cpu, disk, meta })
                     Recover(root, kv, manifest);
             }
 
-            return new EmbeddingStore(options, logger, root, persistent, lockFile, cpu, disk, meta, manifest, cuda);
+            return new EmbeddingStore(options, logger, root, persistent, lockFile, cpu, disk, meta, manifest, cuda, health);
         }
         catch
         {
@@ -382,6 +396,15 @@ public sealed class EmbeddingStore : IDisposable
         }
     }
 
+    /// <summary>How long log writes may keep failing while a checkpoint waits on them before it gives up and reports it.</summary>
+    private static readonly TimeSpan WriteFailureGrace = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// The FASTER checkpoints of one store checkpoint: started together, committed by one manifest once all three
+    /// are durable. Kept across calls when the SaveDir failed under them, so the next call can commit it.
+    /// </summary>
+    private sealed record InFlightCheckpoint(Dictionary<string, Guid> Tokens, Task[] Tasks, List<ManifestNamespace> Namespaces, long FileErrorMark);
+
     /// <summary>Caller holds <see cref="_admin"/>.</summary>
     private async Task<StoreCheckpoint> CheckpointCoreAsync()
     {
@@ -393,9 +416,22 @@ public sealed class EmbeddingStore : IDisposable
             return memoryOnly;
         }
 
+        // A checkpoint the SaveDir failed under is still running in FASTER (its log writes are being retried):
+        // it must finish before another can start. Commit it if it does.
+        if (_inFlight is { } earlier)
+        {
+            var complete = await AwaitDurableAsync(earlier);
+            _inFlight = null;
+
+            // One whose checkpoint files failed to write is unusable: the new checkpoint below supersedes it.
+            if (complete)
+                Commit(earlier, clock);
+        }
+
         var stores = new[] { CpuStore, DiskStore, MetaStore };
         var tokens = new Dictionary<string, Guid>();
         var tasks = new Task[stores.Length];
+        var fileMark = SaveDir.CheckpointFileMark;
         List<ManifestNamespace> namespaces;
 
         // Shut writes out while the FASTER versions switch: counts taken now are exactly what the checkpoints hold.
@@ -411,7 +447,9 @@ public sealed class EmbeddingStore : IDisposable
                 if (!kv.TryInitiateFullCheckpoint(out var token, CheckpointType.FoldOver))
                     throw new InvalidOperationException($"the {stores[i].Name} store refused to start a checkpoint (one is already running)");
                 tokens[stores[i].Name] = token;
-                tasks[i] = kv.CompleteCheckpointAsync().AsTask();
+
+                // CompleteCheckpointAsync spins until FASTER's state machine has something to await: run it off this thread.
+                tasks[i] = Task.Run(() => kv.CompleteCheckpointAsync().AsTask());
             }
 
             for (var i = 0; i < stores.Length; i++)
@@ -425,14 +463,74 @@ public sealed class EmbeddingStore : IDisposable
             Gate.Open();
         }
 
-        await Task.WhenAll(tasks);
+        var started = new InFlightCheckpoint(tokens, tasks, namespaces, fileMark);
+        bool filesWritten;
+        try
+        {
+            filesWritten = await AwaitDurableAsync(started);
+        }
+        catch (SaveDirWriteException)
+        {
+            _inFlight = started;
+            throw;
+        }
 
-        var manifest = new Manifest(_version + 1, DateTimeOffset.UtcNow, tokens, namespaces);
-        manifest.Write(Root);
+        if (!filesWritten)
+            throw WriteFailure();
+        return Commit(started, clock);
+    }
+
+    /// <summary>
+    /// Waits for the FASTER checkpoints; throws if the SaveDir keeps failing their log writes. False when they
+    /// finished but one of their checkpoint files failed to write (FASTER does not notice that itself).
+    /// </summary>
+    private async Task<bool> AwaitDurableAsync(InFlightCheckpoint checkpoint)
+    {
+        var all = Task.WhenAll(checkpoint.Tasks);
+        var failing = new Stopwatch();
+        while (!all.IsCompleted)
+        {
+            await Task.WhenAny(all, Task.Delay(100));
+            if (!SaveDir.Failing)
+                failing.Reset();
+            else if (!failing.IsRunning)
+                failing.Start();
+            if (!all.IsCompleted && failing.Elapsed >= WriteFailureGrace)
+                throw WriteFailure();
+        }
+
+        await all;
+        return !SaveDir.CheckpointFilesFailedSince(checkpoint.FileErrorMark);
+    }
+
+    private SaveDirWriteException WriteFailure()
+    {
+        var last = _manifest is null ? "nothing has been committed yet" : $"checkpoint {_manifest.Version} stays the latest durable one";
+        return new SaveDirWriteException(
+            $"SaveDir {Root} cannot be written ({SaveDir.LastCause ?? "write failed"}; {SaveDir.RetryingWrites} log writes waiting, {SaveDir.WriteErrors} failed writes so far): the checkpoint was not committed; {last}. " +
+            "The store keeps serving from memory and retries its log writes; free space (or make the SaveDir writable) and checkpoint again.");
+    }
+
+    private StoreCheckpoint Commit(InFlightCheckpoint done, Stopwatch clock)
+    {
+        var stores = new[] { CpuStore, DiskStore, MetaStore };
+        var manifest = new Manifest(_version + 1, DateTimeOffset.UtcNow, done.Tokens, done.Namespaces);
+        try
+        {
+            manifest.Write(Root);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The FASTER checkpoints are durable; only the commit failed. The next checkpoint commits them first.
+            _inFlight = done;
+            var last = _manifest is null ? "nothing has been committed yet" : $"checkpoint {_manifest.Version} stays the latest durable one";
+            throw new SaveDirWriteException($"SaveDir {Root} cannot be written ({e.Message.Split(" : ", 2)[0]}): the checkpoint was not committed; {last}.", e);
+        }
+
         _manifest = manifest;
         _version = manifest.Version;
         foreach (var kv in stores)
-            kv.PurgeCheckpointsExcept(tokens[kv.Name]);
+            kv.PurgeCheckpointsExcept(done.Tokens[kv.Name]);
 
         var checkpoint = new StoreCheckpoint(manifest.Version, manifest.Time, true, clock.Elapsed);
         StoreLog.Checkpointed(_logger, checkpoint.Version, clock.ElapsedMilliseconds);

@@ -10,8 +10,11 @@ namespace EmbedCache.Engine.Storage;
 /// </summary>
 internal sealed class KvStore : IDisposable
 {
-    private KvStore(string name, string directory, FasterKV<SpanByte, SpanByte> kv, IDevice device, int pageSizeBits, long logMemoryBytes, long indexBytes)
+    private readonly ICheckpointManager _checkpoints;
+
+    private KvStore(string name, string directory, FasterKV<SpanByte, SpanByte> kv, RetryingDevice device, ICheckpointManager checkpoints, int pageSizeBits, long logMemoryBytes, long indexBytes)
     {
+        _checkpoints = checkpoints;
         Name = name;
         Directory = directory;
         Kv = kv;
@@ -27,7 +30,7 @@ internal sealed class KvStore : IDisposable
 
     public FasterKV<SpanByte, SpanByte> Kv { get; }
 
-    public IDevice Device { get; }
+    public RetryingDevice Device { get; }
 
     public int PageSizeBits { get; }
 
@@ -42,13 +45,17 @@ internal sealed class KvStore : IDisposable
 
     /// <param name="logMemoryBytes">Memory for log pages; rounded down to a power of two.</param>
     /// <param name="indexBytes">Memory for the hash index (64-byte buckets); rounded down to a power of two.</param>
-    public static KvStore Create(string name, string directory, long logMemoryBytes, long indexBytes, int maxPageSizeBits, int segmentSizeBits, bool recoverDevice)
+    /// <param name="health">Where the log and checkpoint devices report failed writes.</param>
+    public static KvStore Create(string name, string directory, long logMemoryBytes, long indexBytes, int maxPageSizeBits, int segmentSizeBits, bool recoverDevice, SaveDirHealth health)
     {
         var memoryBits = BitOperations.Log2((ulong)Math.Max(logMemoryBytes, 1L << 16));
         var pageBits = Math.Clamp(memoryBits - 4, 12, maxPageSizeBits);
         var buckets = 1L << Math.Max(BitOperations.Log2((ulong)Math.Max(indexBytes / 64, 1)), 10);
         System.IO.Directory.CreateDirectory(Path.Combine(directory, "log"));
-        var device = Devices.CreateLogDevice(Path.Combine(directory, "log", "hlog.log"), recoverDevice: recoverDevice);
+        var device = new RetryingDevice(Devices.CreateLogDevice(Path.Combine(directory, "log", "hlog.log"), recoverDevice: recoverDevice), health, retry: true);
+        var checkpoints = new DeviceLogCommitCheckpointManager(
+            new RecordingDeviceFactory(new LocalStorageNamedDeviceFactory(), health),
+            new DefaultCheckpointNamingScheme(Path.GetFullPath(Path.Combine(directory, "checkpoints"))));
         try
         {
             var kv = new FasterKV<SpanByte, SpanByte>(
@@ -61,11 +68,12 @@ internal sealed class KvStore : IDisposable
                     SegmentSizeBits = Math.Max(segmentSizeBits, pageBits),
                     MutableFraction = 0.9,
                 },
-                new CheckpointSettings { CheckpointDir = Path.Combine(directory, "checkpoints") });
-            return new KvStore(name, directory, kv, device, pageBits, 1L << memoryBits, buckets * 64);
+                new CheckpointSettings { CheckpointManager = checkpoints });
+            return new KvStore(name, directory, kv, device, checkpoints, pageBits, 1L << memoryBits, buckets * 64);
         }
         catch
         {
+            checkpoints.Dispose();
             device.Dispose();
             throw;
         }
@@ -112,7 +120,10 @@ internal sealed class KvStore : IDisposable
 
     public void Dispose()
     {
+        // Waiting log writes point into pages the FasterKV frees: fail them first.
+        Device.StopRetrying();
         Kv.Dispose();
+        _checkpoints.Dispose();
         Device.Dispose();
     }
 }

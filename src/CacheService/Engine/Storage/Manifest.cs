@@ -187,6 +187,26 @@ internal static partial class StoreDirectory
         SyncDirectory(root);
     }
 
+    /// <summary>
+    /// Fails with one clear line when the SaveDir cannot be written (read-only mount, no permission, full): the
+    /// store must write its log and checkpoints there, so it cannot open at all, and nothing in it is touched.
+    /// </summary>
+    public static void CheckWritable(string root)
+    {
+        var probe = Path.Combine(root, $".write-probe-{Environment.ProcessId}");
+        try
+        {
+            Directory.CreateDirectory(root);
+            File.WriteAllBytes(probe, new byte[1]);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreOpenException(
+                $"SaveDir '{root}' cannot be written ({e.Message.Split(" : ", 2)[0]}): the store keeps its log and checkpoints there; make it writable or choose another SaveDir.", e);
+        }
+    }
+
     /// <summary>Takes the SaveDir's exclusive lock (released by the OS if the process dies).</summary>
     public static FileStream Lock(string root)
     {

@@ -16,6 +16,12 @@ internal static partial class StoreLog
     [LoggerMessage(EventId = 3004, Level = LogLevel.Debug, Message = "Checkpoint {Version} committed in {Milliseconds} ms")]
     public static partial void Checkpointed(ILogger logger, long version, long milliseconds);
 
+    [LoggerMessage(EventId = 3011, Level = LogLevel.Error, Message = "SaveDir {Root} cannot be written ({Cause}): log writes are retried; checkpoints fail until they succeed")]
+    public static partial void SaveDirFailing(ILogger logger, string root, string? cause);
+
+    [LoggerMessage(EventId = 3012, Level = LogLevel.Information, Message = "SaveDir {Root} is writable again: the retried log writes succeeded")]
+    public static partial void SaveDirRecovered(ILogger logger, string root);
+
     [LoggerMessage(EventId = 3005, Level = LogLevel.Error, Message = "Periodic checkpoint failed")]
     public static partial void CheckpointFailed(ILogger logger, Exception exception);
 
