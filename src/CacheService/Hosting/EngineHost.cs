@@ -70,6 +70,12 @@ public sealed partial class EngineHost(
             {
                 ShutdownCheckpointFailed(logger, e.Message);
             }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The host's shutdown timeout ran out (e.g. on requests that would not finish): the store still
+                // takes its final checkpoint when it is disposed, right after this.
+                ShutdownCheckpointDeferred(logger);
+            }
         }
     }
 
@@ -85,6 +91,9 @@ public sealed partial class EngineHost(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine ready: {Encoders} encoders, store {SaveDir}, {Resumed} prewarm jobs resumed")]
     private static partial void EngineReady(ILogger logger, int encoders, string saveDir, int resumed);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The shutdown timeout ran out before the shutdown checkpoint; the store takes it as it closes")]
+    private static partial void ShutdownCheckpointDeferred(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "No checkpoint on shutdown: {Reason}")]
     private static partial void ShutdownCheckpointFailed(ILogger logger, string reason);

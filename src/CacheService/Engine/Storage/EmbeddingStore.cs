@@ -35,6 +35,7 @@ public sealed class EmbeddingStore : IDisposable
     private readonly Lock _registerLock = new();
     private readonly SemaphoreSlim _admin = new(1, 1);
     private readonly CancellationTokenSource _stop = new();
+    private readonly CancellationTokenSource _closing = new();
     private readonly Lazy<bool> _cuda;
     private readonly Task? _periodic;
     private Manifest? _manifest;
@@ -448,8 +449,7 @@ public sealed class EmbeddingStore : IDisposable
                     throw new InvalidOperationException($"the {stores[i].Name} store refused to start a checkpoint (one is already running)");
                 tokens[stores[i].Name] = token;
 
-                // CompleteCheckpointAsync spins until FASTER's state machine has something to await: run it off this thread.
-                tasks[i] = Task.Run(() => kv.CompleteCheckpointAsync().AsTask());
+                tasks[i] = DriveCheckpointAsync(stores[i], _closing.Token);
             }
 
             for (var i = 0; i < stores.Length; i++)
@@ -478,6 +478,26 @@ public sealed class EmbeddingStore : IDisposable
         if (!filesWritten)
             throw WriteFailure();
         return Commit(started, clock);
+    }
+
+    /// <summary>
+    /// Steps one store's checkpoint to its end. FASTER's own CompleteCheckpointAsync spins a core while a phase
+    /// waits for other threads to move on, which on a small machine starves exactly those threads (seen as
+    /// checkpoints stalled for seconds, and lookups with them): here each step yields, then sleeps a millisecond.
+    /// </summary>
+    private static async Task DriveCheckpointAsync(KvStore store, CancellationToken closing)
+    {
+        await Task.Yield();
+        var steps = 0;
+        while (store.Kv.SystemState.Phase != Phase.REST)
+        {
+            closing.ThrowIfCancellationRequested();
+            store.StepCheckpoint();
+            if (++steps < 16)
+                await Task.Yield();
+            else
+                await Task.Delay(1, closing);
+        }
     }
 
     /// <summary>
@@ -710,6 +730,19 @@ public sealed class EmbeddingStore : IDisposable
             }
         }
 
+        // A checkpoint the SaveDir failed under may still be stepping: stop it before its stores go.
+        _closing.Cancel();
+        if (_inFlight is { } stuck)
+        {
+            try
+            {
+                Task.WaitAll(stuck.Tasks);
+            }
+            catch (AggregateException)
+            {
+            }
+        }
+
         foreach (var state in _namespaces.Values)
             state.Table?.Dispose();
         MetaStore.Dispose();
@@ -719,6 +752,7 @@ public sealed class EmbeddingStore : IDisposable
         Gate.Dispose();
         _admin.Dispose();
         _stop.Dispose();
+        _closing.Dispose();
         if (!Persistent)
         {
             try

@@ -1,0 +1,69 @@
+using EmbedCache.Engine.Caching;
+using EmbedCache.Engine.Embeddings;
+using EmbedCache.Engine.Keys;
+using EmbedCache.Engine.Storage;
+using EmbedCache.TestSupport;
+using static EmbedCache.Engine.Tests.Storage.StoreTestKit;
+
+namespace EmbedCache.Engine.Tests.Storage;
+
+/// <summary>Checkpoints must finish while readers and writers never pause (the service's normal state).</summary>
+public sealed class CheckpointUnderTrafficTests
+{
+    [Theory]
+    [InlineData(Tier.Cpu)]
+    [InlineData(Tier.Disk)]
+    public async Task Checkpoints_CompleteWhilePooledSessionsReadAndWriteWithoutPause(Tier tier)
+    {
+        using var dir = new TempDirectory("store");
+        using var store = EmbeddingStore.Open(Options(dir.Path));
+        var ns = store.Register(Spec("enc", tier, dim: 32));
+        const int items = 2048, batch = 256;
+        using (var session = store.NewSession())
+            session.Put(ns, ItemKeyBatch.Positional("ds", "s", Range(0, items)), Rows(ns.RowBytes, 0, items));
+
+        using var pool = new SessionPool(store);
+        using var stop = new CancellationTokenSource();
+        var traffic = new List<Task>();
+        for (var t = 0; t < 6; t++)
+        {
+            var writer = t % 3 == 0;
+            traffic.Add(Task.Run(async () =>
+            {
+                var rows = new byte[batch * ns.RowBytes];
+                var mask = new byte[MaskBytes(batch)];
+                var round = 0L;
+                while (!stop.IsCancellationRequested)
+                {
+                    var first = (round++ * batch) % items;
+                    var keys = ItemKeyBatch.Positional("ds", "s", Range(first, batch));
+                    using (var lease = pool.Rent())
+                    {
+                        if (writer)
+                            lease.Session.Put(ns, keys, Rows(ns.RowBytes, first, batch));
+                        else
+                            Assert.Equal(batch, lease.Session.Get(ns, keys, rows, mask));
+                    }
+
+                    await Task.Yield(); // the next batch runs on whichever pool thread is free, as gRPC calls do
+                }
+            }));
+        }
+
+        try
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                var checkpoint = store.CheckpointAsync();
+                var finished = await Task.WhenAny(checkpoint, Task.Delay(TimeSpan.FromSeconds(30)));
+                Assert.True(finished == checkpoint, $"checkpoint {i + 1} did not finish in 30 s under traffic");
+                await checkpoint;
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(traffic);
+        }
+    }
+}
