@@ -224,17 +224,6 @@ public sealed class MountFactAttribute : FactAttribute
             Skip = Reason;
     }
 
-    /// <summary>A known failure the test demonstrates: skipped with this reason unless EMBEDCACHE_KNOWN_ISSUES=1.</summary>
-    public string? KnownIssue
-    {
-        get => null;
-        init
-        {
-            if (Skip is null && value is not null && Environment.GetEnvironmentVariable("EMBEDCACHE_KNOWN_ISSUES") != "1")
-                Skip = "known issue: " + value;
-        }
-    }
-
     private static string? Probe()
     {
         if (!OperatingSystem.IsLinux())
