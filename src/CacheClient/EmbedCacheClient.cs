@@ -105,35 +105,69 @@ public sealed class EmbedCacheClient : IDisposable
     /// Streams one epoch of a cached split: batches in the order fixed by the request's seed and
     /// epoch, identical for every caller. If the connection drops
     /// (UNAVAILABLE), the stream resumes where it stopped, up to the configured attempts.
+    /// Each batch owns its bytes; see <see cref="StreamEpochPooledAsync"/> for the faster variant.
     /// </summary>
-    public async IAsyncEnumerable<DatasetBatch> StreamEpochAsync(StreamDatasetRequest request,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<DatasetBatch> StreamEpochAsync(StreamDatasetRequest request, CancellationToken cancellationToken = default) =>
+        StreamCoreAsync(request, pooled: false, cancellationToken);
+
+    /// <summary>
+    /// <see cref="StreamEpochAsync"/> without an allocation per batch: each batch is read into a pooled buffer,
+    /// and its <see cref="EncoderEmbeddings.Embeddings"/> are a view of that buffer, valid only until the next
+    /// batch is requested (or the enumeration ends). Convert or copy what you keep before moving on, e.g. with
+    /// <see cref="Embeddings.ToFloat32(EncoderEmbeddings, Span{float})"/>.
+    /// </summary>
+    public IAsyncEnumerable<DatasetBatch> StreamEpochPooledAsync(StreamDatasetRequest request, CancellationToken cancellationToken = default) =>
+        StreamCoreAsync(request, pooled: true, cancellationToken);
+
+    private async IAsyncEnumerable<DatasetBatch> StreamCoreAsync(StreamDatasetRequest request, bool pooled,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var next = request.Clone();
         var attempt = 0;
-        while (true)
+        PooledBatches.Pooled? lent = null;
+        try
         {
-            using var call = Cache.StreamDataset(next, new CallOptions(cancellationToken: cancellationToken));
-            var stream = call.ResponseStream;
             while (true)
             {
-                DatasetBatch batch;
-                try
+                var options = new CallOptions(cancellationToken: cancellationToken);
+                using var call = pooled ? null : Cache.StreamDataset(next, options);
+                using var pooledCall = pooled ? Invoker.AsyncServerStreamingCall(PooledBatches.StreamDataset, null, options, next) : null;
+                while (true)
                 {
-                    if (!await stream.MoveNext(cancellationToken).ConfigureAwait(false))
-                        yield break;
-                    batch = stream.Current;
-                }
-                catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && ++attempt < _options.MaxAttempts)
-                {
-                    await Task.Delay(Backoff(attempt), cancellationToken).ConfigureAwait(false);
-                    break;
-                }
+                    DatasetBatch batch;
+                    try
+                    {
+                        lent?.Release();
+                        lent = null;
+                        if (call is not null)
+                        {
+                            if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+                                yield break;
+                            batch = call.ResponseStream.Current;
+                        }
+                        else
+                        {
+                            if (!await pooledCall!.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+                                yield break;
+                            lent = pooledCall.ResponseStream.Current;
+                            batch = lent.Batch;
+                        }
+                    }
+                    catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && ++attempt < _options.MaxAttempts)
+                    {
+                        await Task.Delay(Backoff(attempt), cancellationToken).ConfigureAwait(false);
+                        break;
+                    }
 
-                attempt = 0;
-                next.StartOffset = batch.Offset + (ulong)(batch.Labels?.Pairs is { } p && p.AIndex.Count > 0 ? p.AIndex.Count : batch.Indices.Count);
-                yield return batch;
+                    attempt = 0;
+                    next.StartOffset = batch.Offset + (ulong)(batch.Labels?.Pairs is { } p && p.AIndex.Count > 0 ? p.AIndex.Count : batch.Indices.Count);
+                    yield return batch;
+                }
             }
+        }
+        finally
+        {
+            lent?.Release();
         }
     }
 

@@ -76,7 +76,8 @@ public sealed class CachedEmbeddingSource : IEmbeddingSource
             IncludeLabels = true,
             FillMissing = _fillOnRead,
         };
-        await foreach (var served in _client.StreamEpochAsync(stream, cancellationToken))
+        // Pooled: each served batch is converted to float32 (ToBatch) before the next one is read.
+        await foreach (var served in _client.StreamEpochPooledAsync(stream, cancellationToken))
             yield return ToBatch(served, _encoder, _dim);
     }
 

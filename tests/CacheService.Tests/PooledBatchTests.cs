@@ -1,0 +1,115 @@
+using System.Buffers;
+using EmbedCache.Client;
+using EmbedCache.Contract.V1;
+using Google.Protobuf;
+
+namespace EmbedCache.CacheService.Tests;
+
+/// <summary>The client's pooled DatasetBatch reader against the generated parser, and against the real service.</summary>
+public sealed class PooledBatchTests
+{
+    private static DatasetBatch Sample(LabelBatch labels)
+    {
+        var batch = new DatasetBatch { Offset = 300, Total = 1438, Indices = { 5, 0, 1UL << 40, 127, 128 }, Labels = labels };
+        var rows = new byte[5 * 8 * 4];
+        new Random(1).NextBytes(rows);
+        batch.Results.Add(new EncoderEmbeddings
+        {
+            Encoder = "mlp", Fingerprint = "f00d", Dim = 8, Dtype = DType.Float32, Found = ByteString.CopyFrom(0x1F), Embeddings = ByteString.CopyFrom(rows), Encoded = 2,
+        });
+        batch.Results.Add(new EncoderEmbeddings { Encoder = "ünï", Dim = 4, Dtype = DType.Float16, Found = ByteString.CopyFrom(0x00), Embeddings = ByteString.CopyFrom(new byte[40]) });
+        return batch;
+    }
+
+    public static TheoryData<string> Labels() => ["none", "groups", "pairs", "opaque"];
+
+    private static LabelBatch? LabelsOf(string kind) => kind switch
+    {
+        "groups" => new LabelBatch { Found = ByteString.CopyFrom(0x1F), Groups = new GroupLabels { GroupIds = { 1, -2, 3, long.MaxValue, 0 } } },
+        "pairs" => new LabelBatch { Pairs = new PairLabels { AIndex = { 1, 2 }, BIndex = { 3, 4 }, Score = { 0.5f, -1f }, Subgroup = { 7, 8 } } },
+        "opaque" => new LabelBatch { Opaque = new OpaqueLabels { Values = { ByteString.CopyFromUtf8("a"), ByteString.Empty } } },
+        _ => null,
+    };
+
+    [Theory]
+    [MemberData(nameof(Labels))]
+    public void Parse_MatchesTheGeneratedParser_OnOneAndManySegments(string labels)
+    {
+        var original = Sample(LabelsOf(labels)!);
+        var bytes = original.ToByteArray();
+
+        var whole = PooledBatches.Parse(new ReadOnlySequence<byte>(bytes));
+        var split = PooledBatches.Parse(Segmented(bytes, 7));
+
+        Assert.Equal(original, whole.Batch);
+        Assert.Equal(original, split.Batch);
+        whole.Release();
+        split.Release();
+    }
+
+    [Fact]
+    public void Parse_SkipsFieldsItDoesNotKnow_AndRejectsTruncatedMessages()
+    {
+        var original = Sample(LabelsOf("groups")!);
+        using var extra = new MemoryStream();
+        var output = new CodedOutputStream(extra);
+        original.WriteTo(output);
+        output.WriteTag(99, WireFormat.WireType.LengthDelimited);
+        output.WriteBytes(ByteString.CopyFromUtf8("from a newer service"));
+        output.WriteTag(98, WireFormat.WireType.Fixed64);
+        output.WriteFixed64(42);
+        output.Flush();
+
+        Assert.Equal(original, PooledBatches.Parse(new ReadOnlySequence<byte>(extra.ToArray())).Batch);
+        var bytes = original.ToByteArray();
+        Assert.Throws<InvalidDataException>(() => PooledBatches.Parse(new ReadOnlySequence<byte>(bytes.AsMemory(0, bytes.Length - 3))));
+    }
+
+    [Fact]
+    public async Task PooledEpoch_YieldsExactlyTheBatchesOfTheCopyingOne()
+    {
+        await using var service = await InProcessService.StartAsync();
+        using var client = new EmbedCacheClient(service.Channel);
+        var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Workers = 2, Splits = { "train" }, Encoders = { "mlp" } };
+        await Contract.PrewarmToEndAsync(new CacheAdmin.CacheAdminClient(service.Channel), fill);
+        var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { "mlp" }, BatchSize = 100, Shuffle = true, Seed = 3, Epoch = 1, IncludeLabels = true };
+
+        var copied = new List<DatasetBatch>();
+        await foreach (var b in client.StreamEpochAsync(request))
+            copied.Add(b);
+        var pooled = new List<DatasetBatch>();
+        await foreach (var b in client.StreamEpochPooledAsync(request))
+            pooled.Add(DatasetBatch.Parser.ParseFrom(b.ToByteArray())); // a deep copy while the pooled buffer is still ours (Clone shares bytes)
+
+        Assert.Equal(15, copied.Count);
+        Assert.Equal(copied, pooled);
+    }
+
+    private static ReadOnlySequence<byte> Segmented(byte[] bytes, int size)
+    {
+        Segment? first = null, last = null;
+        for (var i = 0; i < bytes.Length; i += size)
+        {
+            var chunk = bytes.AsMemory(i, Math.Min(size, bytes.Length - i));
+            last = last is null ? first = new Segment(chunk, 0) : last.Append(chunk);
+        }
+
+        return new ReadOnlySequence<byte>(first!, 0, last!, last!.Memory.Length);
+    }
+
+    private sealed class Segment : ReadOnlySequenceSegment<byte>
+    {
+        public Segment(ReadOnlyMemory<byte> memory, long index)
+        {
+            Memory = memory;
+            RunningIndex = index;
+        }
+
+        public Segment Append(ReadOnlyMemory<byte> memory)
+        {
+            var next = new Segment(memory, RunningIndex + Memory.Length);
+            Next = next;
+            return next;
+        }
+    }
+}
