@@ -43,11 +43,27 @@ try {
 
   // The encoder row with its fingerprint, a job row with a filled progress bar, and a throughput
   // chart that has seen lookups: each is a condition waited on, not a delay.
-  await page.waitForFunction(([name, fp]) => [...document.querySelectorAll("#encoders tbody tr")]
-    .some(tr => tr.cells[0]?.textContent === name && tr.cells[1]?.textContent === fp), [encoder, fingerprint], { timeout });
-  await page.waitForFunction(id => [...document.querySelectorAll("#jobs tbody tr")]
-    .some(tr => tr.cells[0]?.textContent === id && Number(tr.querySelector(".progress")?.dataset.ratio) > 0), jobId, { timeout });
-  await page.waitForFunction(() => /[1-9]\d* keys\/s/.test(document.getElementById("rates").textContent), null, { timeout });
+  // A wait that times out says which one it was and what the page showed then.
+  const waitFor = async (what, fn, arg) => {
+    try {
+      await page.waitForFunction(fn, arg, { timeout });
+    } catch (e) {
+      const shown = await page.evaluate(() => ({
+        encoders: document.querySelectorAll("#encoders tbody tr").length,
+        jobs: document.querySelectorAll("#jobs tbody tr").length,
+        rates: document.getElementById("rates")?.textContent,
+        uptime: document.getElementById("uptime")?.textContent,
+        error: document.getElementById("error")?.textContent,
+        hits: document.getElementById("hits")?.textContent,
+      })).catch(() => null);
+      throw new Error(`waiting for ${what}: ${e?.message ?? e}; the page showed ${JSON.stringify(shown)}`);
+    }
+  };
+  await waitFor("the encoder row", ([name, fp]) => [...document.querySelectorAll("#encoders tbody tr")]
+    .some(tr => tr.cells[0]?.textContent === name && tr.cells[1]?.textContent === fp), [encoder, fingerprint]);
+  await waitFor("the job's progress bar", id => [...document.querySelectorAll("#jobs tbody tr")]
+    .some(tr => tr.cells[0]?.textContent === id && Number(tr.querySelector(".progress")?.dataset.ratio) > 0), jobId);
+  await waitFor("a lookup rate", () => /[1-9]\d* keys\/s/.test(document.getElementById("rates").textContent), null);
 
   seen.title = await page.title();
   seen.encoders = await page.$$eval("#encoders tbody tr", rows => rows.map(r => [...r.cells].map(c => c.textContent)));
