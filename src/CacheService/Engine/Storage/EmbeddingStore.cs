@@ -35,7 +35,6 @@ public sealed class EmbeddingStore : IDisposable
     private readonly Lock _registerLock = new();
     private readonly SemaphoreSlim _admin = new(1, 1);
     private readonly CancellationTokenSource _stop = new();
-    private readonly CancellationTokenSource _closing = new();
     private readonly Lazy<bool> _cuda;
     private readonly Task? _periodic;
     private Manifest? _manifest;
@@ -449,7 +448,7 @@ public sealed class EmbeddingStore : IDisposable
                     throw new InvalidOperationException($"the {stores[i].Name} store refused to start a checkpoint (one is already running)");
                 tokens[stores[i].Name] = token;
 
-                tasks[i] = DriveCheckpointAsync(stores[i], _closing.Token);
+                tasks[i] = kv.CompleteCheckpointAsync().AsTask();
             }
 
             for (var i = 0; i < stores.Length; i++)
@@ -478,26 +477,6 @@ public sealed class EmbeddingStore : IDisposable
         if (!filesWritten)
             throw WriteFailure();
         return Commit(started, clock);
-    }
-
-    /// <summary>
-    /// Steps one store's checkpoint to its end. FASTER's own CompleteCheckpointAsync spins a core while a phase
-    /// waits for other threads to move on, which on a small machine starves exactly those threads (seen as
-    /// checkpoints stalled for seconds, and lookups with them): here each step yields, then sleeps a millisecond.
-    /// </summary>
-    private static async Task DriveCheckpointAsync(KvStore store, CancellationToken closing)
-    {
-        await Task.Yield();
-        var steps = 0;
-        while (store.Kv.SystemState.Phase != Phase.REST)
-        {
-            closing.ThrowIfCancellationRequested();
-            store.StepCheckpoint();
-            if (++steps < 16)
-                await Task.Yield();
-            else
-                await Task.Delay(1, closing);
-        }
     }
 
     /// <summary>
@@ -730,19 +709,8 @@ public sealed class EmbeddingStore : IDisposable
             }
         }
 
-        // A checkpoint the SaveDir failed under may still be stepping: stop it before its stores go.
-        _closing.Cancel();
-        if (_inFlight is { } stuck)
-        {
-            try
-            {
-                Task.WaitAll(stuck.Tasks);
-            }
-            catch (AggregateException)
-            {
-            }
-        }
-
+        // A checkpoint the SaveDir failed under may still wait for its log writes: closing the stores fails those
+        // writes (KvStore.Dispose), and the wait is abandoned with them.
         foreach (var state in _namespaces.Values)
             state.Table?.Dispose();
         MetaStore.Dispose();
@@ -752,7 +720,6 @@ public sealed class EmbeddingStore : IDisposable
         Gate.Dispose();
         _admin.Dispose();
         _stop.Dispose();
-        _closing.Dispose();
         if (!Persistent)
         {
             try

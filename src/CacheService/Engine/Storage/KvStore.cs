@@ -11,7 +11,6 @@ namespace EmbedCache.Engine.Storage;
 internal sealed class KvStore : IDisposable
 {
     private readonly ICheckpointManager _checkpoints;
-    private ClientSession<SpanByte, SpanByte, StoreInput, Empty, Empty, StoreFunctions>? _driver;
 
     private KvStore(string name, string directory, FasterKV<SpanByte, SpanByte> kv, RetryingDevice device, ICheckpointManager checkpoints, int pageSizeBits, long logMemoryBytes, long indexBytes)
     {
@@ -86,12 +85,6 @@ internal sealed class KvStore : IDisposable
             valueLength = new StoreValueLength(),
         });
 
-    /// <summary>
-    /// Moves a running checkpoint's state machine on by one step from a session of the store's own (not thread-safe:
-    /// one checkpoint at a time, which the store's admin lock ensures).
-    /// </summary>
-    public void StepCheckpoint() => (_driver ??= NewSession(new StoreFunctions())).Refresh();
-
     /// <summary>Bytes between the begin and the tail of the log (live and dead records).</summary>
     public long LogBytes => Kv.Log.TailAddress - Kv.Log.BeginAddress;
 
@@ -129,7 +122,6 @@ internal sealed class KvStore : IDisposable
     {
         // Waiting log writes point into pages the FasterKV frees: fail them first.
         Device.StopRetrying();
-        _driver?.Dispose();
         Kv.Dispose();
         _checkpoints.Dispose();
         Device.Dispose();
