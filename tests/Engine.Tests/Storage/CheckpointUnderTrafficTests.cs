@@ -67,3 +67,35 @@ public sealed class CheckpointUnderTrafficTests
         }
     }
 }
+
+/// <summary>The checkpoint the manifest names must outlive newer FASTER checkpoints until the store commits one.</summary>
+public sealed class CommittedCheckpointTests
+{
+    [Fact]
+    public async Task ANewerFasterCheckpoint_NotYetCommitted_LeavesTheCommittedOneRecoverable()
+    {
+        using var dir = new TempDirectory("store");
+        var spec = Spec("enc", Tier.Cpu, dim: 16);
+        byte[] rows;
+        using (var store = EmbeddingStore.Open(Options(dir.Path)))
+        {
+            var ns = store.Register(spec);
+            rows = Rows(ns.RowBytes, 0, 64);
+            using (var session = store.NewSession())
+                session.Put(ns, ItemKeyBatch.Positional("ds", "s", Range(0, 64)), rows);
+            await store.CheckpointAsync();
+            var committed = Manifest.Read(dir.Path)!.Tokens[EmbeddingStore.CpuName];
+
+            // FASTER finishes a newer checkpoint the manifest does not name yet (a crash now would recover `committed`).
+            using (var session = store.NewSession())
+                session.Put(ns, ItemKeyBatch.Positional("ds", "s", Range(64, 64)), Rows(ns.RowBytes, 64, 64));
+            var (ok, newer) = await store.CpuStore.Kv.TakeFullCheckpointAsync(FASTER.core.CheckpointType.FoldOver);
+
+            Assert.True(ok);
+            Assert.NotEqual(committed, newer);
+            Assert.True(Directory.Exists(Path.Combine(store.CpuStore.CheckpointDirectory, "cpr-checkpoints", committed.ToString())),
+                "FASTER removed the checkpoint the manifest still names");
+            Assert.NotEmpty(Directory.GetFiles(Path.Combine(store.CpuStore.CheckpointDirectory, "cpr-checkpoints", committed.ToString())));
+        }
+    }
+}

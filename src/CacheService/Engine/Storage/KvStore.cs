@@ -55,7 +55,10 @@ internal sealed class KvStore : IDisposable
         var device = new RetryingDevice(Devices.CreateLogDevice(Path.Combine(directory, "log", "hlog.log"), recoverDevice: recoverDevice), health, retry: true);
         var checkpoints = new DeviceLogCommitCheckpointManager(
             new RecordingDeviceFactory(new LocalStorageNamedDeviceFactory(), health),
-            new DefaultCheckpointNamingScheme(Path.GetFullPath(Path.Combine(directory, "checkpoints"))));
+            new DefaultCheckpointNamingScheme(Path.GetFullPath(Path.Combine(directory, "checkpoints"))),
+            // Never: the manifest names the checkpoint to recover, and it may still name the previous one while
+            // FASTER finishes a new one (the store purges superseded checkpoints itself, after committing).
+            removeOutdated: false);
         try
         {
             var kv = new FasterKV<SpanByte, SpanByte>(
