@@ -36,8 +36,24 @@ public sealed partial class EngineHost(
         try
         {
             var storeOptions = o.ToStoreOptions(root);
-            _store = EmbeddingStore.Open(storeOptions, loggerFactory);
-            _encoders = EncoderRegistry.Create(o.Encoders, loggerFactory);
+
+            // Recovering the store (reading its log back) and building the encoders (libtorch start-up, weights)
+            // are independent: do them at once, which shortens a restart by whichever is shorter.
+            var loading = Task.Run(() => EncoderRegistry.Create(o.Encoders, loggerFactory));
+            try
+            {
+                _store = EmbeddingStore.Open(storeOptions, loggerFactory);
+            }
+            catch
+            {
+                // The store's error is the one to report; the encoders, if they loaded, are not needed.
+                ((IAsyncResult)loading).AsyncWaitHandle.WaitOne();
+                if (loading.IsCompletedSuccessfully)
+                    loading.Result.Dispose();
+                throw;
+            }
+
+            _encoders = loading.GetAwaiter().GetResult();
             var dataRoot = Path.GetFullPath(o.DataRoot, root);
             var tiers = o.Encoders.ToDictionary(kv => kv.Key, kv => kv.Value.Tier, StringComparer.Ordinal);
             _engine = new CacheEngine(_store, _encoders, new DatasetCatalog(o.Datasets, dataRoot), tiers, loggerFactory);
