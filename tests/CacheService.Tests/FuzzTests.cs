@@ -21,6 +21,25 @@ public sealed class FuzzTests(ITestOutputHelper output)
     private const string Mlp = "mlp";
     private static readonly bool Long = Environment.GetEnvironmentVariable("EMBEDCACHE_LONG") == "1";
 
+    [Theory]
+    [InlineData("/embedcache.v1.EmbeddingCache/Lookup", "LookupRequest")]
+    [InlineData("/embedcache.v1.EmbeddingCache/GetEmbeddings", "LookupRequest")]
+    [InlineData("/embedcache.v1.CacheAdmin/Checkpoint", "CheckpointRequest")]
+    public async Task AFrameThatIsNotProtobuf_IsInvalidArgument_NamingTheMessage(string method, string message)
+    {
+        await using var service = await InProcessService.StartAsync();
+        // Field 1 with wire type 7, which protobuf does not have: no parser accepts it.
+        byte[] payload = [0x0F, 0x01, 0x02, 0x03];
+        var body = new byte[5 + payload.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(body.AsSpan(1), (uint)payload.Length);
+        payload.CopyTo(body, 5);
+
+        var (grpcStatus, detail) = await RawCallAsync(service.Endpoints.GrpcUri, method, body);
+
+        Assert.Equal(StatusCode.InvalidArgument, grpcStatus);
+        Assert.StartsWith($"the message is not a valid {message}", detail, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task HostileRequests_GetTheRightStatus_ServiceStaysHealthy_StoredDataUnchanged()
     {
@@ -65,12 +84,17 @@ public sealed class FuzzTests(ITestOutputHelper output)
 
             for (var i = 0; i < 5; i++)
             {
-                var (code, grpcStatus, message) = await RawGarbageAsync(service.Endpoints.GrpcUri, random);
+                var (code, grpcStatus, message, badFraming) = await RawGarbageAsync(service.Endpoints.GrpcUri, random);
                 Assert.Equal(HttpStatusCode.OK, code);
-                // grpc-dotnet parses the message before any interceptor runs; a body that is not protobuf is answered
-                // UNKNOWN "Exception was thrown by handler." by the framework itself (no detail leaks to the client).
-                Assert.True(grpcStatus is StatusCode.Unknown or StatusCode.Internal or StatusCode.InvalidArgument or StatusCode.ResourceExhausted or StatusCode.NotFound,
-                    $"random bytes: got grpc-status {grpcStatus} ({message})");
+                // A body that is not protobuf: INVALID_ARGUMENT from the contract's own request marshallers (unary
+                // and streaming) or INTERNAL for a frame cut short (grpc-dotnet's own); random bytes that happen to
+                // parse get the service's answer to what they say. Broken gRPC framing (a length over 2 GiB, a
+                // compression flag that is neither 0 nor 1) is refused by grpc-dotnet before any code of ours runs:
+                // RESOURCE_EXHAUSTED or INTERNAL, and UNKNOWN for a unary call; no detail leaks either way.
+                var allowed = badFraming
+                    ? grpcStatus is StatusCode.ResourceExhausted or StatusCode.Internal or StatusCode.Unknown or StatusCode.InvalidArgument
+                    : grpcStatus is StatusCode.Internal or StatusCode.InvalidArgument or StatusCode.NotFound;
+                Assert.True(allowed, $"random bytes{(badFraming ? " with broken framing" : " in a gRPC frame")}: got grpc-status {grpcStatus} ({message})");
                 Assert.DoesNotContain("Protobuf", message, StringComparison.Ordinal);
                 Assert.DoesNotContain(" at ", message, StringComparison.Ordinal);
                 Count("random bytes (raw HTTP/2)");
@@ -153,11 +177,12 @@ public sealed class FuzzTests(ITestOutputHelper output)
     }
 
     /// <summary>Raw gRPC over HTTP/2 with a garbage body: a real frame header over random bytes, a lying length, or no framing at all.</summary>
-    private static async Task<(HttpStatusCode Http, StatusCode Grpc, string Message)> RawGarbageAsync(Uri grpc, Random random)
+    private static async Task<(HttpStatusCode Http, StatusCode Grpc, string Message, bool BadFraming)> RawGarbageAsync(Uri grpc, Random random)
     {
         var payload = RandomBytes(random, 1 + random.Next(2048));
         byte[] body;
-        switch (random.Next(3))
+        var kind = random.Next(3);
+        switch (kind)
         {
             case 0:
                 body = new byte[5 + payload.Length];
@@ -174,14 +199,28 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 break;
         }
 
-        using var handler = new SocketsHttpHandler();
-        using var http = new HttpClient(handler);
         var method = random.Next(3) switch
         {
             0 => "/embedcache.v1.EmbeddingCache/Lookup",
             1 => "/embedcache.v1.EmbeddingCache/GetEmbeddings",
             _ => "/embedcache.v1.CacheAdmin/GetStats",
         };
+        var (http, status, message) = await SendRawAsync(grpc, method, body);
+        return (http, status, $"{method}: {message}", kind != 0);
+    }
+
+    private static async Task<(StatusCode Status, string Detail)> RawCallAsync(Uri grpc, string method, byte[] body)
+    {
+        var (http, status, message) = await SendRawAsync(grpc, method, body);
+        Assert.Equal(HttpStatusCode.OK, http);
+        return (status, Uri.UnescapeDataString(message));
+    }
+
+    /// <summary>One gRPC call over raw HTTP/2 with <paramref name="body"/> as its (framed or not) request.</summary>
+    private static async Task<(HttpStatusCode Http, StatusCode Grpc, string Message)> SendRawAsync(Uri grpc, string method, byte[] body)
+    {
+        using var handler = new SocketsHttpHandler();
+        using var http = new HttpClient(handler);
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(grpc, method))
         {
             Version = HttpVersion.Version20,
@@ -197,7 +236,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
         var message = response.TrailingHeaders.TryGetValues("grpc-message", out var m) ? m.First()
             : response.Headers.TryGetValues("grpc-message", out var hm) ? hm.First() : "";
         Assert.True(status != "missing", $"{method}: no grpc-status in the response (HTTP {(int)response.StatusCode})");
-        return (response.StatusCode, (StatusCode)int.Parse(status, System.Globalization.CultureInfo.InvariantCulture), $"{method}: {message}");
+        return (response.StatusCode, (StatusCode)int.Parse(status, System.Globalization.CultureInfo.InvariantCulture), message);
     }
 
     /// <summary>A read-through stream cancelled after its first answer, with more batches in flight.</summary>

@@ -45,5 +45,7 @@ public sealed class HostingTests
         var names = call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name).ToList();
 
         Assert.Contains("grpc.health.v1.Health", names);
+        Assert.Contains("embedcache.v1.EmbeddingCache", names);
+        Assert.Contains("embedcache.v1.CacheAdmin", names);
     }
 }

@@ -9,7 +9,7 @@ using Grpc.Core;
 namespace EmbedCache.Service.Grpc;
 
 /// <summary>The ops API: prewarm jobs, stats, checkpoints, dropping namespaces.</summary>
-internal sealed class CacheAdminService(EngineHost host) : CacheAdmin.CacheAdminBase
+internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
 {
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 

@@ -11,7 +11,7 @@ using StreamRequest = EmbedCache.Engine.Caching.StreamRequest;
 namespace EmbedCache.Service.Grpc;
 
 /// <summary>The trainer API: lookups with read-through, dataset streaming, encoder listing.</summary>
-internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCacheOptions> options) : EmbeddingCache.EmbeddingCacheBase
+internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCacheOptions> options) : CacheBinding.Base
 {
     private readonly EmbedCacheOptions.LimitSection _limits = options.Value.Limits;
 
