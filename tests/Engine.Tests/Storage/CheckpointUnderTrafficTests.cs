@@ -99,3 +99,52 @@ public sealed class CommittedCheckpointTests
         }
     }
 }
+
+/// <summary>Dropping one namespace compacts the FASTER store it shares with others; readers of those must not notice.</summary>
+public sealed class DropUnderReadsTests
+{
+    [Fact]
+    public async Task DroppingAnotherNamespace_NeverHidesAStoredRow_FromConcurrentReaders()
+    {
+        using var dir = new TempDirectory("store");
+        using var store = EmbeddingStore.Open(Options(dir.Path));
+        var kept = store.Register(Spec("kept", Tier.Cpu, dim: 16));
+        const int items = 4096, batch = 512;
+        using (var session = store.NewSession())
+            session.Put(kept, ItemKeyBatch.Positional("ds", "s", Range(0, items)), Rows(kept.RowBytes, 0, items));
+
+        using var stop = new CancellationTokenSource();
+        var misses = 0L;
+        var readers = Enumerable.Range(0, 2).Select(r => Task.Run(() =>
+        {
+            using var session = store.NewSession();
+            var rows = new byte[batch * kept.RowBytes];
+            var mask = new byte[MaskBytes(batch)];
+            for (var round = r; !stop.IsCancellationRequested; round++)
+            {
+                var first = (round * batch) % items;
+                var found = session.Get(kept, ItemKeyBatch.Positional("ds", "s", Range(first, batch)), rows, mask);
+                Interlocked.Add(ref misses, batch - found);
+            }
+        })).ToArray();
+
+        try
+        {
+            for (var cycle = 0; cycle < 40; cycle++)
+            {
+                var spec = Spec($"dropped-{cycle}", Tier.Cpu, dim: 16);
+                var dropped = store.Register(spec);
+                using (var session = store.NewSession())
+                    session.Put(dropped, ItemKeyBatch.Positional("other", "s", Range(0, 2048)), Rows(dropped.RowBytes, 0, 2048, salt: cycle));
+                store.Drop(spec.Fingerprint);
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(readers);
+        }
+
+        Assert.Equal(0, Interlocked.Read(ref misses));
+    }
+}

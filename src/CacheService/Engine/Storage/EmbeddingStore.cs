@@ -41,6 +41,8 @@ public sealed class EmbeddingStore : IDisposable
     private long _version;
     private StoreCheckpoint? _lastCheckpoint;
     private InFlightCheckpoint? _inFlight;
+    private long _compactions;
+    private readonly ManualResetEventSlim _compactionIdle = new(initialState: true);
     private bool _gpuFallbackWarned;
     private int _disposed;
 
@@ -633,9 +635,20 @@ public sealed class EmbeddingStore : IDisposable
 
                 before = kv.LogBytes;
                 var log = kv.Kv.Log;
-                log.ShiftReadOnlyAddress(log.TailAddress, wait: true);
-                using var session = kv.NewSession(new StoreFunctions());
-                session.Compact(log.SafeReadOnlyAddress, CompactionType.Lookup, new DropCompaction(state.FingerprintBytes));
+                _compactionIdle.Reset();
+                Interlocked.Increment(ref _compactions);
+                try
+                {
+                    log.ShiftReadOnlyAddress(log.TailAddress, wait: true);
+                    using var session = kv.NewSession(new StoreFunctions());
+                    session.Compact(log.SafeReadOnlyAddress, CompactionType.Lookup, new DropCompaction(state.FingerprintBytes));
+                }
+                finally
+                {
+                    Interlocked.Increment(ref _compactions);
+                    _compactionIdle.Set();
+                }
+
                 after = kv.LogBytes;
             }
             finally
@@ -671,6 +684,26 @@ public sealed class EmbeddingStore : IDisposable
 
     internal void ReportTableCorruption(NamespaceState state, int count, string firstKey) =>
         StoreLog.TableCorruption(_logger, count, state.Spec.Encoder, state.Spec.Fingerprint, firstKey);
+
+    /// <summary>Counts compactions (by a drop) of a data store: odd while one runs.</summary>
+    internal long CompactionGeneration => Interlocked.Read(ref _compactions);
+
+    /// <summary>
+    /// True when a compaction ran at any time since <paramref name="generation"/> was read. FASTER's compaction
+    /// copies each live record to the log's tail and then moves the log's begin past the old copies; a lookup
+    /// that took an old address just before that move reads as not found. A reader that missed rows while a
+    /// compaction overlapped it waits for the compaction to end and reads again (<paramref name="generation"/>
+    /// is then the new count); one that did not, or missed nothing, pays one read of a counter.
+    /// </summary>
+    internal bool CompactionOverlapped(ref long generation)
+    {
+        var now = CompactionGeneration;
+        if (now == generation && (now & 1) == 0)
+            return false;
+        _compactionIdle.Wait();
+        generation = CompactionGeneration;
+        return true;
+    }
 
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
@@ -718,6 +751,7 @@ public sealed class EmbeddingStore : IDisposable
         CpuStore.Dispose();
         _lock?.Dispose();
         Gate.Dispose();
+        _compactionIdle.Dispose();
         _admin.Dispose();
         _stop.Dispose();
         if (!Persistent)

@@ -83,43 +83,53 @@ public sealed unsafe class StoreSession : IDisposable
         {
             state.ThrowIfDropped();
             var mask = foundMask[..MaskBytes(n)];
-            mask.Clear();
             var part = DataPart(state);
             var source = new DataKeys(state.FingerprintBytes, keys);
             var table = state.Table;
-            int gpuHits = 0, corrupt = 0, firstCorrupt = -1;
-            fixed (byte* rows = destination)
-            fixed (byte* maskPtr = mask)
+            int gpuHits, corrupt, firstCorrupt, found;
+            var compactions = _store.CompactionGeneration;
+            while (true)
             {
-                if (table is null)
+                mask.Clear();
+                gpuHits = 0;
+                corrupt = 0;
+                firstCorrupt = -1;
+                fixed (byte* rows = destination)
+                fixed (byte* maskPtr = mask)
                 {
-                    (corrupt, firstCorrupt) = RunReads(part, ref source, ReadMode.Rows, rows, rowBytes, maskPtr, n, default, all: true);
-                }
-                else
-                {
-                    HashKeys(ref source, n);
-                    var slots = Grow(ref _slots, n);
-                    var gathered = table.Gather(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), destination, mask, slots);
-                    gpuHits = gathered.Hits;
-                    if (gathered.CorruptCount > 0)
+                    if (table is null)
                     {
-                        // The table is a cache: a bad row there is dropped and re-read from FASTER (verified again).
-                        Interlocked.Add(ref state.GpuCorruptRows, gathered.CorruptCount);
-                        _store.ReportTableCorruption(state, gathered.CorruptCount, keys.Describe(gathered.FirstCorrupt));
+                        (corrupt, firstCorrupt) = RunReads(part, ref source, ReadMode.Rows, rows, rowBytes, maskPtr, n, default, all: true);
                     }
-
-                    var misses = CollectUnset(mask, n);
-                    if (misses.Length > 0)
+                    else
                     {
-                        (corrupt, firstCorrupt) = RunReads(part, ref source, ReadMode.Rows, rows, rowBytes, maskPtr, misses.Length, misses, all: false);
+                        HashKeys(ref source, n);
+                        var slots = Grow(ref _slots, n);
+                        var gathered = table.Gather(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), destination, mask, slots);
+                        gpuHits = gathered.Hits;
+                        if (gathered.CorruptCount > 0)
+                        {
+                            // The table is a cache: a bad row there is dropped and re-read from FASTER (verified again).
+                            Interlocked.Add(ref state.GpuCorruptRows, gathered.CorruptCount);
+                            _store.ReportTableCorruption(state, gathered.CorruptCount, keys.Describe(gathered.FirstCorrupt));
+                        }
 
-                        var promote = CollectSet(mask, misses);
-                        table.Insert(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), destination, promote);
+                        var misses = CollectUnset(mask, n);
+                        if (misses.Length > 0)
+                        {
+                            (corrupt, firstCorrupt) = RunReads(part, ref source, ReadMode.Rows, rows, rowBytes, maskPtr, misses.Length, misses, all: false);
+
+                            var promote = CollectSet(mask, misses);
+                            table.Insert(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), destination, promote);
+                        }
                     }
                 }
+
+                found = ZeroMissingRows(destination, mask, n, rowBytes);
+                if (found == n || corrupt > 0 || !_store.CompactionOverlapped(ref compactions))
+                    break;
             }
 
-            var found = ZeroMissingRows(destination, mask, n, rowBytes);
             Interlocked.Add(ref state.Hits, found);
             Interlocked.Add(ref state.Misses, n - found);
             if (gpuHits > 0)
@@ -192,26 +202,34 @@ public sealed unsafe class StoreSession : IDisposable
         {
             state.ThrowIfDropped();
             var mask = foundMask[..MaskBytes(n)];
-            mask.Clear();
             var part = DataPart(state);
             var source = new DataKeys(state.FingerprintBytes, keys);
-            fixed (byte* maskPtr = mask)
+            var compactions = _store.CompactionGeneration;
+            int found;
+            do
             {
-                if (state.Table is { } table)
+                mask.Clear();
+                fixed (byte* maskPtr = mask)
                 {
-                    HashKeys(ref source, n);
-                    table.Contains(_hashes.AsSpan(0, n), mask);
-                    var misses = CollectUnset(mask, n);
-                    if (misses.Length > 0)
-                        RunReads(part, ref source, ReadMode.Exists, null, 0, maskPtr, misses.Length, misses, all: false);
+                    if (state.Table is { } table)
+                    {
+                        HashKeys(ref source, n);
+                        table.Contains(_hashes.AsSpan(0, n), mask);
+                        var misses = CollectUnset(mask, n);
+                        if (misses.Length > 0)
+                            RunReads(part, ref source, ReadMode.Exists, null, 0, maskPtr, misses.Length, misses, all: false);
+                    }
+                    else
+                    {
+                        RunReads(part, ref source, ReadMode.Exists, null, 0, maskPtr, n, default, all: true);
+                    }
                 }
-                else
-                {
-                    RunReads(part, ref source, ReadMode.Exists, null, 0, maskPtr, n, default, all: true);
-                }
-            }
 
-            return CountBits(mask, n);
+                found = CountBits(mask, n);
+            }
+            while (found < n && _store.CompactionOverlapped(ref compactions));
+
+            return found;
         }
         finally
         {
