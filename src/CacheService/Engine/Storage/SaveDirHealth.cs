@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace EmbedCache.Engine.Storage;
 
 /// <summary>
@@ -13,7 +11,6 @@ public sealed class SaveDirHealth
     private long _writeErrors;
     private long _checkpointFileErrors;
     private int _retrying;
-    private long _failingSince;
     private string? _cause;
 
     internal SaveDirHealth(string root) => _root = root;
@@ -29,16 +26,6 @@ public sealed class SaveDirHealth
 
     /// <summary>True while log writes are being retried.</summary>
     public bool Failing => RetryingWrites > 0;
-
-    /// <summary>How long log writes have been failing (zero when they are not).</summary>
-    public TimeSpan FailingFor
-    {
-        get
-        {
-            var since = Interlocked.Read(ref _failingSince);
-            return RetryingWrites > 0 && since != 0 ? Stopwatch.GetElapsedTime(since) : TimeSpan.Zero;
-        }
-    }
 
     /// <summary>The last write failure in words, e.g. "No space left on device"; null before any.</summary>
     public string? LastCause
@@ -60,8 +47,6 @@ public sealed class SaveDirHealth
     {
         Interlocked.Increment(ref _writeErrors);
         var started = firstFailureOfThisWrite && Interlocked.Increment(ref _retrying) == 1;
-        if (started)
-            Interlocked.CompareExchange(ref _failingSince, Stopwatch.GetTimestamp(), 0);
         Describe(errorCode);
         if (started)
             FailingChanged?.Invoke(true, LastCause);
@@ -70,10 +55,7 @@ public sealed class SaveDirHealth
     internal void LogWriteRecovered()
     {
         if (Interlocked.Decrement(ref _retrying) == 0)
-        {
-            Interlocked.Exchange(ref _failingSince, 0);
             FailingChanged?.Invoke(false, null);
-        }
     }
 
     internal void CheckpointFileWriteFailed(uint errorCode)
