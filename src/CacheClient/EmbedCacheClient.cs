@@ -129,9 +129,8 @@ public sealed class EmbedCacheClient : IDisposable
         {
             while (true)
             {
-                var options = new CallOptions(cancellationToken: cancellationToken);
-                using var call = pooled ? null : Cache.StreamDataset(next, options);
-                using var pooledCall = pooled ? Invoker.AsyncServerStreamingCall(PooledBatches.StreamDataset, null, options, next) : null;
+                using var call = Invoker.AsyncServerStreamingCall(pooled ? PooledBatches.StreamDataset : PooledBatches.StreamDatasetOwned, null,
+                    new CallOptions(cancellationToken: cancellationToken), next);
                 while (true)
                 {
                     DatasetBatch batch;
@@ -139,19 +138,10 @@ public sealed class EmbedCacheClient : IDisposable
                     {
                         lent?.Release();
                         lent = null;
-                        if (call is not null)
-                        {
-                            if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
-                                yield break;
-                            batch = call.ResponseStream.Current;
-                        }
-                        else
-                        {
-                            if (!await pooledCall!.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
-                                yield break;
-                            lent = pooledCall.ResponseStream.Current;
-                            batch = lent.Batch;
-                        }
+                        if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+                            yield break;
+                        lent = call.ResponseStream.Current;
+                        batch = lent.Batch;
                     }
                     catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && ++attempt < _options.MaxAttempts)
                     {

@@ -15,17 +15,23 @@ namespace EmbedCache.Client;
 internal static class PooledBatches
 {
     /// <summary>StreamDataset with a response marshaller that parses into a rented buffer.</summary>
-    public static readonly Method<StreamDatasetRequest, Pooled> StreamDataset = new(
+    public static readonly Method<StreamDatasetRequest, Pooled> StreamDataset = StreamDatasetMethod(Parse);
+
+    /// <summary>StreamDataset parsed by the generated parser: each batch owns its bytes (nothing to release).</summary>
+    public static readonly Method<StreamDatasetRequest, Pooled> StreamDatasetOwned =
+        StreamDatasetMethod(payload => new Pooled(DatasetBatch.Parser.ParseFrom(payload), null));
+
+    private static Method<StreamDatasetRequest, Pooled> StreamDatasetMethod(Func<ReadOnlySequence<byte>, Pooled> parse) => new(
         MethodType.ServerStreaming,
         EmbeddingCache.Descriptor.FullName,
         "StreamDataset",
         Marshallers.Create(r => r.ToByteArray(), StreamDatasetRequest.Parser.ParseFrom),
         new Marshaller<Pooled>(
             (Action<Pooled, SerializationContext>)((_, _) => throw new NotSupportedException("the client only reads batches")),
-            (Func<DeserializationContext, Pooled>)(ctx => Parse(ctx.PayloadAsReadOnlySequence()))));
+            (Func<DeserializationContext, Pooled>)(ctx => parse(ctx.PayloadAsReadOnlySequence()))));
 
-    /// <summary>A parsed batch and the rented array its embeddings point into.</summary>
-    public sealed class Pooled(DatasetBatch batch, byte[] buffer)
+    /// <summary>A parsed batch and the rented array its embeddings point into (null when the batch owns its bytes).</summary>
+    public sealed class Pooled(DatasetBatch batch, byte[]? buffer)
     {
         private byte[]? _buffer = buffer;
 

@@ -449,7 +449,6 @@ public sealed class EmbeddingStore : IDisposable
                 if (!kv.TryInitiateFullCheckpoint(out var token, CheckpointType.FoldOver))
                     throw new InvalidOperationException($"the {stores[i].Name} store refused to start a checkpoint (one is already running)");
                 tokens[stores[i].Name] = token;
-
                 tasks[i] = kv.CompleteCheckpointAsync().AsTask();
             }
 
@@ -504,13 +503,12 @@ public sealed class EmbeddingStore : IDisposable
         return !SaveDir.CheckpointFilesFailedSince(checkpoint.FileErrorMark);
     }
 
-    private SaveDirWriteException WriteFailure()
-    {
-        var last = _manifest is null ? "nothing has been committed yet" : $"checkpoint {_manifest.Version} stays the latest durable one";
-        return new SaveDirWriteException(
-            $"SaveDir {Root} cannot be written ({SaveDir.LastCause ?? "write failed"}; {SaveDir.RetryingWrites} log writes waiting, {SaveDir.WriteErrors} failed writes so far): the checkpoint was not committed; {last}. " +
-            "The store keeps serving from memory and retries its log writes; free space (or make the SaveDir writable) and checkpoint again.");
-    }
+    private SaveDirWriteException WriteFailure() => new(
+        $"SaveDir {Root} cannot be written ({SaveDir.LastCause ?? "write failed"}; {SaveDir.RetryingWrites} log writes waiting, {SaveDir.WriteErrors} failed writes so far): the checkpoint was not committed; {LatestDurable}. " +
+        "The store keeps serving from memory and retries its log writes; free space (or make the SaveDir writable) and checkpoint again.");
+
+    /// <summary>What a failed checkpoint leaves durable, for its error message.</summary>
+    private string LatestDurable => _manifest is null ? "nothing has been committed yet" : $"checkpoint {_manifest.Version} stays the latest durable one";
 
     private StoreCheckpoint Commit(InFlightCheckpoint done, Stopwatch clock)
     {
@@ -524,8 +522,7 @@ public sealed class EmbeddingStore : IDisposable
         {
             // The FASTER checkpoints are durable; only the commit failed. The next checkpoint commits them first.
             _inFlight = done;
-            var last = _manifest is null ? "nothing has been committed yet" : $"checkpoint {_manifest.Version} stays the latest durable one";
-            throw new SaveDirWriteException($"SaveDir {Root} cannot be written ({e.Message.Split(" : ", 2)[0]}): the checkpoint was not committed; {last}.", e);
+            throw new SaveDirWriteException($"SaveDir {Root} cannot be written ({StoreDirectory.CauseOf(e)}): the checkpoint was not committed; {LatestDurable}.", e);
         }
 
         _manifest = manifest;

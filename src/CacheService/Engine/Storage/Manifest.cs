@@ -188,6 +188,12 @@ internal static partial class StoreDirectory
     }
 
     /// <summary>
+    /// The cause of a failed file operation in words: .NET's message for an errno is "&lt;strerror&gt; : '&lt;path&gt;'",
+    /// e.g. "No space left on device" or "Read-only file system".
+    /// </summary>
+    public static string CauseOf(Exception e) => e.Message.Split(" : ", 2)[0];
+
+    /// <summary>
     /// Fails with one clear line when the SaveDir cannot be written (read-only mount, no permission, full): the
     /// store must write its log and checkpoints there, so it cannot open at all, and nothing in it is touched.
     /// </summary>
@@ -203,7 +209,7 @@ internal static partial class StoreDirectory
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new StoreOpenException(
-                $"SaveDir '{root}' cannot be written ({e.Message.Split(" : ", 2)[0]}): the store keeps its log and checkpoints there; make it writable or choose another SaveDir.", e);
+                $"SaveDir '{root}' cannot be written ({CauseOf(e)}): the store keeps its log and checkpoints there; make it writable or choose another SaveDir.", e);
         }
     }
 

@@ -82,7 +82,7 @@ public sealed class SaveDirHealth
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            cause = e.Message.Split(" : ", 2)[0];
+            cause = StoreDirectory.CauseOf(e);
             TryDelete(probe);
         }
 
