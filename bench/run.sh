@@ -12,7 +12,9 @@ repo=$(pwd)
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "redis-server not found: installing Debian's package" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y redis-server >&2; else sudo apt-get install -y redis-server >&2; fi
+  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  # A fresh machine has no package lists yet: fetch them once if the package is unknown.
+  $sudo apt-get install -y redis-server >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y redis-server >&2; }
 fi
 
 dotnet build EmbedCache.slnx -c Release -nologo -v quiet >&2
