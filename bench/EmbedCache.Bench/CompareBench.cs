@@ -33,7 +33,10 @@ public sealed partial class CompareBench : IBench
 
     public string Description => "EmbedCache vs Redis, bare gRPC, loopback TCP, no cache; latency, prewarm, memory, restart [--quick] [--repo DIR] [--redis-server PATH]";
 
-    private sealed record Settings(bool Quick, int Items, int BigItems, double Seconds, int Rounds, int TrainEpochs, int Sentences);
+    /// <param name="Warm">Seconds each measured path runs before its measurement starts (JIT tiering, pools, HTTP/2 windows).</param>
+    /// <param name="Seconds">Seconds each path is measured for, after its warm-up.</param>
+    /// <param name="PrewarmSentences">Train split of the prewarm comparison's text dataset (its val split, a third of that, warms up).</param>
+    private sealed record Settings(bool Quick, int Items, int BigItems, double Warm, double Seconds, int TrainEpochs, int Sentences, int PrewarmSentences);
 
     private sealed record Row(string Path, string Batch, double EmbPerSec, double MBps, string Note);
 
@@ -46,8 +49,8 @@ public sealed partial class CompareBench : IBench
         var repo = Option(args, "--repo") ?? FindRepo();
         var redisServer = Option(args, "--redis-server") ?? "redis-server";
         var s = quick
-            ? new Settings(true, 20_000, 100_000, 1.0, 2, 2, 120)
-            : new Settings(false, 100_000, 1_000_000, 3.0, 3, 3, 300);
+            ? new Settings(true, 20_000, 100_000, 1.0, 1.5, 2, 120, 480)
+            : new Settings(false, 100_000, 1_000_000, 3.0, 5.0, 3, 300, 3_600);
         var root = Path.Combine(Path.GetTempPath(), "embedcache-bench-" + Guid.NewGuid().ToString("N")[..8]);
         var total = Stopwatch.StartNew();
         var loadStart = LoadAverage();
@@ -83,7 +86,7 @@ public sealed partial class CompareBench : IBench
         Log($"datasets under {dataRoot}: {s.Items:N0} vectors, {s.Sentences} + {s.Sentences / 3} sentences");
         WriteVectorDataset(Path.Combine(dataRoot, "vec"), s.Items);
         WriteTextDataset(Path.Combine(dataRoot, "text"), s.Sentences);
-        WriteTextDataset(Path.Combine(dataRoot, "text2"), s.Sentences * 4); // enough sentences that the job's own start and end are a small part
+        WriteTextDataset(Path.Combine(dataRoot, "text2"), s.PrewarmSentences); // enough sentences that the job's own start and end are a small part
 
         // --- transport ceilings and Redis (separate processes, like the service) ---
         using var transport = await StartTransportAsync(token);
@@ -104,43 +107,49 @@ public sealed partial class CompareBench : IBench
             await PrewarmAsync(client, "vec", "e16", 256, token);
             var prewarm = await PrewarmAsync(client, "vec", "e32", 256, token);
 
-            // Ceilings: the same bytes as one float32 epoch, in messages of one stream batch.
-            var epochBytes = (long)s.Items * RowBytes;
-            var messages = (int)Math.Ceiling((double)s.Items / StreamBatch);
-            using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{transport.GrpcPort}", new GrpcChannelOptions { MaxReceiveMessageSize = null });
-            var grpcCeiling = await BestAsync(s.Rounds, _ => Rate(() => Transport.GrpcStreamAsync(channel, messages, StreamBatch * RowBytes, token)));
-            var tcpCeiling = await BestAsync(s.Rounds, _ => Rate(() => Transport.TcpStreamAsync(transport.TcpPort, messages, StreamBatch * RowBytes, token)));
-            Log($"ceilings: gRPC {grpcCeiling / 1e6:N0} MB/s, TCP {tcpCeiling / 1e6:N0} MB/s");
-
-            // Cached epochs through StreamDataset.
-            var loadHeadline = LoadAverage();
-            var f32 = await BestAsync(s.Rounds, r => StreamEpochAsync(client, "e32", (uint)r, token)) / RowBytes;
-            var f16 = await BestAsync(s.Rounds, r => StreamEpochAsync(client, "e16", (uint)r, token)) / (RowBytes / 2);
-            Log($"cached epoch: f32 {f32:N0}/s, f16 {f16:N0}/s");
-
-            // Redis: the same float32 values, read back from the service.
+            // Redis holds the same float32 values, read back from the service.
             var redisConn = await ConnectionMultiplexer.ConnectAsync($"127.0.0.1:{redis.Port},abortConnect=false,syncTimeout=30000,asyncTimeout=30000");
             await using (redisConn)
             {
                 var db = redisConn.GetDatabase();
                 var keys = await LoadRedisAsync(client, db, s.Items, token);
-                var redisEpoch = await BestAsync(s.Rounds, r => RedisEpochAsync(db, keys, r, token)) / RowBytes;
-                var redis256 = await RedisBatchesAsync(db, keys, 256, s.Seconds, token);
-                var redis1024 = await RedisBatchesAsync(db, keys, 1024, s.Seconds, token);
-                var get256 = await GetEmbeddingsAsync(client, s.Items, 256, s.Seconds, token);
-                var get1024 = await GetEmbeddingsAsync(client, s.Items, 1024, s.Seconds, token);
 
-                _rows.Add(new("cached epoch, StreamDataset, float32 (Cpu tier)", StreamBatch.ToString(CultureInfo.InvariantCulture), f32, f32 * RowBytes / 1e6, $"best of {s.Rounds} epochs of {s.Items:N0}, shuffled; client reads each batch into a pooled buffer (StreamEpochPooledAsync)"));
+                // Every wire path, measured in the same run and interleaved (see MeasureAsync). The ceilings move the
+                // same bytes as one float32 epoch, in messages of one stream batch.
+                var messages = (int)Math.Ceiling((double)s.Items / StreamBatch);
+                using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{transport.GrpcPort}", new GrpcChannelOptions { MaxReceiveMessageSize = null });
+                await using var lookups256 = client.OpenPooledLookupStream(token);
+                await using var lookups1024 = client.OpenPooledLookupStream(token);
+                var random256 = new Random(256);
+                var random1024 = new Random(1024);
+                var loadHeadline = LoadAverage();
+                var rates = await MeasureAsync(s,
+                [
+                    new("epoch f32", RowBytes, r => StreamEpochAsync(client, "e32", (uint)r, token)),
+                    new("epoch f16", RowBytes / 2, r => StreamEpochAsync(client, "e16", (uint)r, token)),
+                    new("Redis epoch", RowBytes, r => RedisEpochAsync(db, keys, r, token)),
+                    new("gRPC ceiling", RowBytes, _ => Transport.GrpcStreamAsync(channel, messages, StreamBatch * RowBytes, token)),
+                    new("TCP ceiling", RowBytes, _ => Transport.TcpStreamAsync(transport.TcpPort, messages, StreamBatch * RowBytes, token)),
+                    new("GetEmbeddings 256", 1, async _ => (await lookups256.LookupAsync(RandomLookup("e32", s.Items, 256, random256), token)).Count),
+                    new("GetEmbeddings 1024", 1, async _ => (await lookups1024.LookupAsync(RandomLookup("e32", s.Items, 1024, random1024), token)).Count),
+                    new("Redis MGET 256", 1, _ => RedisBatchAsync(db, keys, 256, random256)),
+                    new("Redis MGET 1024", 1, _ => RedisBatchAsync(db, keys, 1024, random1024)),
+                ], token);
+                var (f32, f16, redisEpoch, grpcCeiling, tcpCeiling, get256, get1024, redis256, redis1024) =
+                    (rates[0], rates[1], rates[2], rates[3] * RowBytes, rates[4] * RowBytes, rates[5], rates[6], rates[7], rates[8]);
+                Log($"ceilings: gRPC {grpcCeiling / 1e6:N0} MB/s, TCP {tcpCeiling / 1e6:N0} MB/s; cached epoch: f32 {f32:N0}/s, f16 {f16:N0}/s");
+
+                _rows.Add(new("cached epoch, StreamDataset, float32 (Cpu tier)", StreamBatch.ToString(CultureInfo.InvariantCulture), f32, f32 * RowBytes / 1e6, $"epochs of {s.Items:N0}, shuffled; client reads each batch into a pooled buffer (StreamEpochPooledAsync)"));
                 _rows.Add(new("cached epoch, StreamDataset, float16", StreamBatch.ToString(CultureInfo.InvariantCulture), f16, f16 * RowBytes / 2 / 1e6, "768 B per embedding on the wire"));
                 _rows.Add(new("Redis MGET epoch, same float32 values", StreamBatch.ToString(CultureInfo.InvariantCulture), redisEpoch, redisEpoch * RowBytes / 1e6, "StackExchange.Redis, 1 connection, shuffled keys, sequential MGETs"));
-                _rows.Add(new("GetEmbeddings (1 stream, sequential)", "256", get256, get256 * RowBytes / 1e6, "random stored keys, float32"));
-                _rows.Add(new("GetEmbeddings (1 stream, sequential)", "1024", get1024, get1024 * RowBytes / 1e6, "random stored keys, float32"));
+                _rows.Add(new("GetEmbeddings (1 stream, sequential)", "256", get256, get256 * RowBytes / 1e6, "random stored keys, float32; pooled client stream (OpenPooledLookupStream)"));
+                _rows.Add(new("GetEmbeddings (1 stream, sequential)", "1024", get1024, get1024 * RowBytes / 1e6, "random stored keys, float32; pooled client stream (OpenPooledLookupStream)"));
                 _rows.Add(new("Redis MGET (1 connection, sequential)", "256", redis256, redis256 * RowBytes / 1e6, "random keys"));
                 _rows.Add(new("Redis MGET (1 connection, sequential)", "1024", redis1024, redis1024 * RowBytes / 1e6, "random keys"));
                 _rows.Add(new("bare gRPC server stream (ceiling)", StreamBatch.ToString(CultureInfo.InvariantCulture), grpcCeiling / RowBytes, grpcCeiling / 1e6, $"{StreamBatch * RowBytes / 1e6:0.#} MB messages, custom marshaller, client reads without copying"));
                 _rows.Add(new("raw loopback TCP (ceiling)", StreamBatch.ToString(CultureInfo.InvariantCulture), tcpCeiling / RowBytes, tcpCeiling / 1e6, "plain sockets, 1 MiB reads into one buffer"));
 
-                var storeReads = InProcessStoreReads(s.Items, s.Rounds, token);
+                var storeReads = InProcessStoreReads(s.Items, s, token);
                 _rows.Add(new("in-process store reads (FASTER, Cpu tier)", StreamBatch.ToString(CultureInfo.InvariantCulture), storeReads, storeReads * RowBytes / 1e6, "1 thread, shuffled epoch, checksums verified, no network"));
 
                 var headline1 = FormattableString.Invariant(
@@ -152,16 +161,23 @@ public sealed partial class CompareBench : IBench
             // Latency with 1, 4, 16 concurrent clients (each its own channel).
             foreach (var clients in new[] { 1, 4, 16 })
             {
-                var (p50, p99, rate) = await LatencyAsync(service.Uri, s.Items, clients, s.Seconds, token);
+                var (p50, p99, rate) = await LatencyAsync(service.Uri, s.Items, clients, s.Warm, s.Seconds, token);
                 _latency.Add(FormattableString.Invariant($"| {clients} | {p50:0.00} | {p99:0.00} | {rate:N0} |"));
             }
 
             // Prewarm vs the bare encoder at the same batch size: the MiniLM-shaped encoder (the cost a cache exists
             // to avoid; its forward pass dominates) and the tiny mlp (which measures the fill pipeline itself).
-            var text = await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: 1);
-            var bareText = BareMiniLm(dataRoot, MiniLmBatch, token);
+            // Both sides first encode the val split unmeasured (the first forward passes allocate libtorch's buffers and
+            // JIT the tokenizer), then the train split is timed.
+            await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: 1, split: "val");
+            // The bare encoder runs before and after the prewarm and the two are averaged, so a drift in the host's
+            // speed during the comparison falls on both sides.
+            var bareBefore = BareMiniLm(dataRoot, MiniLmBatch, token);
+            var text = await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: 1, split: "train");
+            var bareAfter = BareMiniLm(dataRoot, MiniLmBatch, token);
+            var bareText = (bareBefore + bareAfter) / 2;
             _extra.Add(FormattableString.Invariant(
-                $"| prewarm minilm (6 layers, 384; batch {MiniLmBatch}, 1 worker), {s.Sentences * 4:N0} sentences | {text.Wall:N1} items/s wall ({text.JobRate:N1} job-reported) | bare `IEncoder.Encode` of the same sentences at batch {MiniLmBatch}: {bareText:N1} items/s | **{100 * text.Wall / bareText:0}%** of the bare encoder |"));
+                $"| prewarm minilm (6 layers, 384; batch {MiniLmBatch}, 1 worker), {s.PrewarmSentences:N0} sentences (after {s.PrewarmSentences / 3:N0} unmeasured) | {text.Wall:N1} items/s wall ({text.JobRate:N1} job-reported); job {text.Message} | bare `IEncoder.Encode` of the same sentences at batch {MiniLmBatch}, in the bench process: {bareText:N1} items/s (mean of {bareBefore:N1} before and {bareAfter:N1} after) | **{100 * text.Wall / bareText:0}%** of the bare encoder |"));
             var bare = BareEncoder(s.Items, 256, token);
             _extra.Add(FormattableString.Invariant(
                 $"| prewarm e32 (mlp 64→384, batch 256, 1 worker), {s.Items:N0} items | {prewarm.Wall:N0} items/s wall ({prewarm.JobRate:N0} job-reported) | bare `IEncoder.Encode` at batch 256: {bare:N0} items/s | **{100 * prewarm.Wall / bare:0}%** of the bare encoder (a 0.1 ms encoder: this is the fill pipeline's own speed) |"));
@@ -205,7 +221,7 @@ public sealed partial class CompareBench : IBench
         foreach (var r in _rows)
             o.WriteLine(FormattableString.Invariant($"| {r.Path} | {r.Batch} | {r.EmbPerSec:N0} | {r.MBps:N0} | {r.EmbPerSec / f32:0.00} | {r.Note} |"));
         o.WriteLine();
-        o.WriteLine("GetEmbeddings latency, 256 random float32 keys per request, each client its own channel and stream, sequential requests:");
+        o.WriteLine("GetEmbeddings latency, 256 random float32 keys per request, each client its own channel and stream, sequential requests, pooled client streams:");
         o.WriteLine();
         o.WriteLine("| concurrent clients | p50 ms | p99 ms | embeddings/s (all clients) |");
         o.WriteLine("|---:|---:|---:|---:|");
@@ -286,11 +302,13 @@ public sealed partial class CompareBench : IBench
         private static partial Regex ListeningLine();
     }
 
-    private sealed record PrewarmResult(double Wall, double JobRate);
+    private sealed record PrewarmResult(double Wall, double JobRate, string Message);
 
-    private static async Task<PrewarmResult> PrewarmAsync(EmbedCacheClient client, string dataset, string encoder, int batch, CancellationToken token, int workers = 1)
+    private static async Task<PrewarmResult> PrewarmAsync(EmbedCacheClient client, string dataset, string encoder, int batch, CancellationToken token, int workers = 1, string? split = null)
     {
         var request = new PrewarmRequest { Dataset = dataset, BatchSize = (uint)batch, Workers = (uint)workers };
+        if (split is not null)
+            request.Splits.Add(split);
         request.Encoders.Add(encoder);
         var clock = Stopwatch.StartNew();
         PrewarmProgress? last = null;
@@ -299,43 +317,19 @@ public sealed partial class CompareBench : IBench
         clock.Stop();
         if (last is null || last.State != JobState.Completed)
             throw new InvalidOperationException($"prewarm of {dataset} for {encoder} ended {last?.State}: {last?.Message}");
-        Log($"prewarm {encoder}: {last.Processed:N0} items in {clock.Elapsed.TotalSeconds:0.0} s (job rate {last.ItemsPerSecond:N0}/s)");
-        return new PrewarmResult(last.Processed / clock.Elapsed.TotalSeconds, last.ItemsPerSecond);
+        Log($"prewarm {encoder}: {last.Processed:N0} items in {clock.Elapsed.TotalSeconds:0.0} s (job rate {last.ItemsPerSecond:N0}/s; {last.Message})");
+        return new PrewarmResult(last.Processed / clock.Elapsed.TotalSeconds, last.ItemsPerSecond, last.Message);
     }
 
-    /// <summary>One epoch through StreamDataset; returns embedding bytes per second.</summary>
-    private static async Task<double> StreamEpochAsync(EmbedCacheClient client, string encoder, uint epoch, CancellationToken token)
+    /// <summary>One epoch through StreamDataset; returns the embedding bytes received.</summary>
+    private static async Task<long> StreamEpochAsync(EmbedCacheClient client, string encoder, uint epoch, CancellationToken token)
     {
         var request = new StreamDatasetRequest { Dataset = "vec", Split = "train", BatchSize = StreamBatch, Shuffle = true, Seed = 7, Epoch = epoch };
         request.Encoders.Add(encoder);
-        var clock = Stopwatch.StartNew();
         long bytes = 0;
         await foreach (var batch in client.StreamEpochPooledAsync(request, token))
             bytes += batch.Results[0].Embeddings.Length;
-        return bytes / clock.Elapsed.TotalSeconds;
-    }
-
-    private static async Task<double> GetEmbeddingsAsync(EmbedCacheClient client, int items, int batch, double seconds, CancellationToken token)
-    {
-        await using var stream = client.OpenLookupStream(token);
-        var random = new Random(batch);
-        long rows = 0;
-        var clock = Stopwatch.StartNew();
-        var first = true;
-        while (first || clock.Elapsed.TotalSeconds < seconds)
-        {
-            var response = await stream.LookupAsync(RandomLookup("e32", items, batch, random), token);
-            if (first)
-            {
-                first = false;
-                clock.Restart(); // the first round trip opens the stream
-                continue;
-            }
-
-            rows += response.Count;
-        }
-
-        return rows / clock.Elapsed.TotalSeconds;
+        return bytes;
     }
 
     private static LookupRequest RandomLookup(string encoder, int items, int batch, Random random)
@@ -348,19 +342,19 @@ public sealed partial class CompareBench : IBench
         return request;
     }
 
-    private static async Task<(double P50, double P99, double Rate)> LatencyAsync(Uri uri, int items, int clients, double seconds, CancellationToken token)
+    private static async Task<(double P50, double P99, double Rate)> LatencyAsync(Uri uri, int items, int clients, double warm, double seconds, CancellationToken token)
     {
         var all = new List<double>[clients];
-        var deadline = DateTime.UtcNow.AddSeconds(seconds + 0.5);
+        var deadline = DateTime.UtcNow.AddSeconds(seconds + warm + 0.5);
         var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var tasks = Enumerable.Range(0, clients).Select(c => Task.Run(async () =>
         {
             using var client = new EmbedCacheClient(uri);
-            await using var stream = client.OpenLookupStream(token);
+            await using var stream = client.OpenPooledLookupStream(token);
             var random = new Random(c);
-            for (var w = 0; w < 20; w++)
+            // Warm-up: every client runs the same loop, unmeasured, until the measurement starts.
+            while (!start.Task.IsCompleted)
                 await stream.LookupAsync(RandomLookup("e32", items, 256, random), token);
-            await start.Task;
             var samples = new List<double>(4096);
             while (DateTime.UtcNow < deadline && samples.Count < 1_000_000)
             {
@@ -374,7 +368,7 @@ public sealed partial class CompareBench : IBench
 
             all[c] = samples;
         }, token)).ToArray();
-        await Task.Delay(500, token); // let every client connect and warm up
+        await Task.Delay(TimeSpan.FromSeconds(warm), token); // every client connects and warms up
         deadline = DateTime.UtcNow.AddSeconds(seconds);
         var clock = Stopwatch.StartNew();
         start.SetResult();
@@ -486,13 +480,13 @@ public sealed partial class CompareBench : IBench
         return keys;
     }
 
-    private static async Task<double> RedisEpochAsync(IDatabase db, RedisKey[] keys, int round, CancellationToken token)
+    /// <summary>One shuffled epoch of MGETs; returns the bytes received.</summary>
+    private static async Task<long> RedisEpochAsync(IDatabase db, RedisKey[] keys, int round, CancellationToken token)
     {
         var order = keys.ToArray();
         new Random(round).Shuffle(order);
         var batch = new RedisKey[StreamBatch];
         long bytes = 0;
-        var clock = Stopwatch.StartNew();
         for (var first = 0; first < order.Length; first += StreamBatch)
         {
             token.ThrowIfCancellationRequested();
@@ -503,24 +497,16 @@ public sealed partial class CompareBench : IBench
             bytes += Sum(await db.StringGetAsync(batch));
         }
 
-        return bytes / clock.Elapsed.TotalSeconds;
+        return bytes;
     }
 
-    private static async Task<double> RedisBatchesAsync(IDatabase db, RedisKey[] keys, int batch, double seconds, CancellationToken token)
+    /// <summary>One MGET of <paramref name="batch"/> random keys; returns the embeddings received.</summary>
+    private static async Task<long> RedisBatchAsync(IDatabase db, RedisKey[] keys, int batch, Random random)
     {
-        var random = new Random(batch);
         var request = new RedisKey[batch];
-        long rows = 0;
-        var clock = Stopwatch.StartNew();
-        do
-        {
-            token.ThrowIfCancellationRequested();
-            for (var i = 0; i < batch; i++)
-                request[i] = keys[random.Next(keys.Length)];
-            rows += Sum(await db.StringGetAsync(request)) / RowBytes;
-        }
-        while (clock.Elapsed.TotalSeconds < seconds);
-        return rows / clock.Elapsed.TotalSeconds;
+        for (var i = 0; i < batch; i++)
+            request[i] = keys[random.Next(keys.Length)];
+        return Sum(await db.StringGetAsync(request)) / RowBytes;
     }
 
     private static long Sum(RedisValue[] values)
@@ -538,7 +524,7 @@ public sealed partial class CompareBench : IBench
 
     // ------------------------------------------------------------------ in process
 
-    private static double InProcessStoreReads(int items, int rounds, CancellationToken token)
+    private static double InProcessStoreReads(int items, Settings s, CancellationToken token)
     {
         using var store = EmbeddingStore.Open(new StoreOptions { CheckpointInterval = TimeSpan.Zero });
         var ns = store.Register(new NamespaceSpec("bench", Fingerprint.Compute("bench/compare"), Dim, EmbeddingDType.Float32, EmbedCache.Engine.Embeddings.Tier.Cpu));
@@ -554,13 +540,11 @@ public sealed partial class CompareBench : IBench
             session.Put(ns, ItemKeyBatch.Positional("vec", "train", indices.AsSpan(0, n)), rows.AsSpan(0, n * RowBytes));
         }
 
-        var best = 0.0;
         var mask = new byte[StreamBatch / 8];
-        for (var r = 0; r < rounds; r++)
+        var order = Enumerable.Range(0, items).Select(i => (ulong)i).ToArray();
+        return SteadyAsync(s, "in-process store reads", r =>
         {
-            var order = Enumerable.Range(0, items).Select(i => (ulong)i).ToArray();
             new Random(r).Shuffle(order);
-            var clock = Stopwatch.StartNew();
             for (var first = 0; first < items; first += StreamBatch)
             {
                 token.ThrowIfCancellationRequested();
@@ -571,10 +555,8 @@ public sealed partial class CompareBench : IBench
                     throw new InvalidOperationException($"in-process store read {found} of {n}");
             }
 
-            best = Math.Max(best, items / clock.Elapsed.TotalSeconds);
-        }
-
-        return best;
+            return Task.FromResult((long)items);
+        }).GetAwaiter().GetResult();
     }
 
     /// <summary>The same mlp encoder (seed 42, 64 → 384) in this process: items/s through Encode at the prewarm's batch size.</summary>
@@ -604,22 +586,27 @@ public sealed partial class CompareBench : IBench
     /// <summary>The built-in minilm encoder in this process: sentences/s through Encode over the text2 train split.</summary>
     private static double BareMiniLm(string dataRoot, int batch, CancellationToken token)
     {
-        var sentences = File.ReadLines(Path.Combine(dataRoot, "text2", "train.jsonl"))
+        string[] Sentences(string split) => File.ReadLines(Path.Combine(dataRoot, "text2", split + ".jsonl"))
             .Select(l => JsonDocument.Parse(l).RootElement.GetProperty("text").GetString()!)
             .ToArray();
         var options = EncoderRegistry.Defaults()["minilm"];
         options.BatchSize = batch;
         using var encoder = EncoderRegistry.CreateEncoder("minilm", options);
         var output = new float[batch * encoder.Dim];
-        encoder.Encode(new TextFeatureBatch(sentences[..Math.Min(batch, sentences.Length)]), output, token); // warm-up
-        var clock = Stopwatch.StartNew();
-        for (var i = 0; i < sentences.Length; i += batch)
+        void EncodeAll(string[] sentences)
         {
-            var chunk = sentences[i..Math.Min(i + batch, sentences.Length)];
-            encoder.Encode(new TextFeatureBatch(chunk), output.AsSpan(0, chunk.Length * encoder.Dim), token);
+            for (var i = 0; i < sentences.Length; i += batch)
+            {
+                var chunk = sentences[i..Math.Min(i + batch, sentences.Length)];
+                encoder.Encode(new TextFeatureBatch(chunk), output.AsSpan(0, chunk.Length * encoder.Dim), token);
+            }
         }
 
-        return sentences.Length / clock.Elapsed.TotalSeconds;
+        EncodeAll(Sentences("val")); // warm-up, as the service's is
+        var train = Sentences("train");
+        var clock = Stopwatch.StartNew();
+        EncodeAll(train);
+        return train.Length / clock.Elapsed.TotalSeconds;
     }
 
     // ------------------------------------------------------------------ training
@@ -839,13 +826,76 @@ public sealed partial class CompareBench : IBench
         return bytes / clock.Elapsed.TotalSeconds;
     }
 
-    /// <summary>Runs <paramref name="rounds"/> times and keeps the best: on a shared 2-core host the best round is the least disturbed.</summary>
-    private static async Task<double> BestAsync(int rounds, Func<int, Task<double>> round)
+    /// <summary>
+    /// Steady-state rate of a path: runs rounds back to back for <see cref="Settings.Warm"/> seconds unmeasured (JIT
+    /// tiering, buffer pools, HTTP/2 window growth — in every process involved), then for
+    /// <see cref="Settings.Seconds"/> seconds, and returns the units (bytes or embeddings) the measured rounds
+    /// returned per second of their wall time. Every path in the comparison is measured this way.
+    /// </summary>
+    private static async Task<double> SteadyAsync(Settings s, string what, Func<int, Task<long>> round)
     {
-        var best = 0.0;
-        for (var r = 0; r < rounds; r++)
-            best = Math.Max(best, await round(r));
-        return best;
+        var r = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed.TotalSeconds < s.Warm)
+            await round(r++);
+        long units = 0;
+        var rounds = 0;
+        clock.Restart();
+        do
+        {
+            units += await round(r++);
+            rounds++;
+        }
+        while (clock.Elapsed.TotalSeconds < s.Seconds);
+        var rate = units / clock.Elapsed.TotalSeconds;
+        Log(FormattableString.Invariant($"{what}: {rate:N0}/s over {rounds} rounds in {clock.Elapsed.TotalSeconds:0.0} s (after {s.Warm:0.#} s warm-up)"));
+        return rate;
+    }
+
+    /// <summary>A measured path: a round returns units; <paramref name="UnitBytes"/> turns them into embeddings (1 if they already are).</summary>
+    private sealed record WirePath(string Name, int UnitBytes, Func<int, Task<long>> Round);
+
+    /// <summary>
+    /// Embeddings/s of every path, measured interleaved so that no path gains from running later (a warmer JIT in
+    /// the shared client process) or loses to a passing disturbance on the shared host: each path first runs for
+    /// <see cref="Settings.Warm"/> seconds unmeasured, then the paths take turns, <see cref="Slices"/> times, each
+    /// turn running rounds back to back for <see cref="Settings.Seconds"/> ÷ slices. A path's rate is its units over
+    /// its measured time.
+    /// </summary>
+    private static async Task<double[]> MeasureAsync(Settings s, WirePath[] paths, CancellationToken token)
+    {
+        const int Slices = 3;
+        var r = new int[paths.Length];
+        for (var p = 0; p < paths.Length; p++)
+        {
+            var warm = Stopwatch.StartNew();
+            while (warm.Elapsed.TotalSeconds < s.Warm)
+                await paths[p].Round(r[p]++);
+        }
+
+        var units = new long[paths.Length];
+        var seconds = new double[paths.Length];
+        for (var slice = 0; slice < Slices; slice++)
+        {
+            for (var p = 0; p < paths.Length; p++)
+            {
+                token.ThrowIfCancellationRequested();
+                var clock = Stopwatch.StartNew();
+                do
+                    units[p] += await paths[p].Round(r[p]++);
+                while (clock.Elapsed.TotalSeconds < s.Seconds / Slices);
+                seconds[p] += clock.Elapsed.TotalSeconds;
+            }
+        }
+
+        var rates = new double[paths.Length];
+        for (var p = 0; p < paths.Length; p++)
+        {
+            rates[p] = units[p] / seconds[p] / paths[p].UnitBytes;
+            Log(FormattableString.Invariant($"{paths[p].Name}: {rates[p]:N0} embeddings/s over {seconds[p]:0.0} s (after {s.Warm:0.#} s warm-up)"));
+        }
+
+        return rates;
     }
 
     private static string? Option(string[] args, string name)

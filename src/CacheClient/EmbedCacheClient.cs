@@ -99,7 +99,15 @@ public sealed class EmbedCacheClient : IDisposable
 
     /// <summary>Opens a bidirectional lookup stream (GetEmbeddings): many batches over one call.</summary>
     public LookupStream OpenLookupStream(CancellationToken cancellationToken = default) =>
-        new(Cache.GetEmbeddings(new CallOptions(cancellationToken: cancellationToken)));
+        new(Invoker.AsyncDuplexStreamingCall(PooledBatches.GetEmbeddingsOwned, null, new CallOptions(cancellationToken: cancellationToken)));
+
+    /// <summary>
+    /// <see cref="OpenLookupStream"/> without an allocation per response: each response is read into a pooled
+    /// buffer, and its <see cref="EncoderEmbeddings.Embeddings"/> are a view of that buffer, valid only until the
+    /// next call on the stream (or its disposal). Convert or copy what you keep before the next lookup.
+    /// </summary>
+    public LookupStream OpenPooledLookupStream(CancellationToken cancellationToken = default) =>
+        new(Invoker.AsyncDuplexStreamingCall(PooledBatches.GetEmbeddings, null, new CallOptions(cancellationToken: cancellationToken)));
 
     /// <summary>
     /// Streams one epoch of a cached split: batches in the order fixed by the request's seed and
@@ -124,7 +132,7 @@ public sealed class EmbedCacheClient : IDisposable
     {
         var next = request.Clone();
         var attempt = 0;
-        PooledBatches.Pooled? lent = null;
+        PooledBatches.Pooled<DatasetBatch>? lent = null;
         try
         {
             while (true)
@@ -141,7 +149,7 @@ public sealed class EmbedCacheClient : IDisposable
                         if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
                             yield break;
                         lent = call.ResponseStream.Current;
-                        batch = lent.Batch;
+                        batch = lent.Message;
                     }
                     catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && ++attempt < _options.MaxAttempts)
                     {
@@ -236,19 +244,18 @@ public sealed class EmbedCacheClient : IDisposable
 /// <summary>A bidirectional lookup stream: send batches, read responses in the same order.</summary>
 public sealed class LookupStream : IAsyncDisposable
 {
-    private readonly AsyncDuplexStreamingCall<LookupRequest, LookupResponse> _call;
+    private readonly AsyncDuplexStreamingCall<LookupRequest, PooledBatches.Pooled<LookupResponse>> _call;
+    private PooledBatches.Pooled<LookupResponse>? _lent;
     private ulong _nextId;
 
-    internal LookupStream(AsyncDuplexStreamingCall<LookupRequest, LookupResponse> call) => _call = call;
+    internal LookupStream(AsyncDuplexStreamingCall<LookupRequest, PooledBatches.Pooled<LookupResponse>> call) => _call = call;
 
     /// <summary>Sends one batch and waits for its response (requests are answered in order).</summary>
     public async Task<LookupResponse> LookupAsync(LookupRequest request, CancellationToken cancellationToken = default)
     {
-        request.RequestId = ++_nextId;
-        await _call.RequestStream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
-        if (!await _call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
-            throw new RpcException(new Status(StatusCode.Unavailable, "the lookup stream ended early"));
-        return _call.ResponseStream.Current;
+        await SendAsync(request, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync(cancellationToken).ConfigureAwait(false)
+            ?? throw new RpcException(new Status(StatusCode.Unavailable, "the lookup stream ended early"));
     }
 
     /// <summary>Sends a batch without waiting (pipelining); read responses with <see cref="ReadAsync"/>.</summary>
@@ -258,13 +265,26 @@ public sealed class LookupStream : IAsyncDisposable
         return _call.RequestStream.WriteAsync(request, cancellationToken);
     }
 
-    /// <summary>Reads the next response; null when the stream has ended.</summary>
-    public async Task<LookupResponse?> ReadAsync(CancellationToken cancellationToken = default) =>
-        await _call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false) ? _call.ResponseStream.Current : null;
+    /// <summary>Reads the next response; null when the stream has ended. On a pooled stream this frees the previous one.</summary>
+    public async Task<LookupResponse?> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        Release();
+        if (!await _call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            return null;
+        _lent = _call.ResponseStream.Current;
+        return _lent.Message;
+    }
+
+    private void Release()
+    {
+        _lent?.Release();
+        _lent = null;
+    }
 
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        Release();
         try
         {
             await _call.RequestStream.CompleteAsync().ConfigureAwait(false);

@@ -7,37 +7,54 @@ using Grpc.Core;
 namespace EmbedCache.Client;
 
 /// <summary>
-/// Reads <see cref="DatasetBatch"/> messages into pooled buffers. The generated parser copies every
-/// embeddings field into a new array (for a 1,024-row float32 batch, 1.5 MB on the large object heap per
-/// message, which the GC then has to collect); this one copies the whole message once into a rented array and
-/// parses it in place, so the embeddings stay a slice of that array.
+/// Reads <see cref="DatasetBatch"/> and <see cref="LookupResponse"/> messages into pooled buffers. The generated
+/// parser copies every embeddings field into a new array (for a 1,024-row float32 batch, 1.5 MB on the large
+/// object heap per message, which only a gen2 collection frees: with several trainers in one process those
+/// collections pause every stream); this one copies the whole message once into a rented array and parses it in
+/// place, so the embeddings stay a slice of that array.
 /// </summary>
 internal static class PooledBatches
 {
     /// <summary>StreamDataset with a response marshaller that parses into a rented buffer.</summary>
-    public static readonly Method<StreamDatasetRequest, Pooled> StreamDataset = StreamDatasetMethod(Parse);
+    public static readonly Method<StreamDatasetRequest, Pooled<DatasetBatch>> StreamDataset = StreamDatasetMethod(Parse);
 
     /// <summary>StreamDataset parsed by the generated parser: each batch owns its bytes (nothing to release).</summary>
-    public static readonly Method<StreamDatasetRequest, Pooled> StreamDatasetOwned =
-        StreamDatasetMethod(payload => new Pooled(DatasetBatch.Parser.ParseFrom(payload), null));
+    public static readonly Method<StreamDatasetRequest, Pooled<DatasetBatch>> StreamDatasetOwned =
+        StreamDatasetMethod(payload => new Pooled<DatasetBatch>(DatasetBatch.Parser.ParseFrom(payload), null));
 
-    private static Method<StreamDatasetRequest, Pooled> StreamDatasetMethod(Func<ReadOnlySequence<byte>, Pooled> parse) => new(
+    /// <summary>GetEmbeddings with a response marshaller that parses into a rented buffer.</summary>
+    public static readonly Method<LookupRequest, Pooled<LookupResponse>> GetEmbeddings = GetEmbeddingsMethod(ParseLookup);
+
+    /// <summary>GetEmbeddings parsed by the generated parser: each response owns its bytes.</summary>
+    public static readonly Method<LookupRequest, Pooled<LookupResponse>> GetEmbeddingsOwned =
+        GetEmbeddingsMethod(payload => new Pooled<LookupResponse>(LookupResponse.Parser.ParseFrom(payload), null));
+
+    private static Method<StreamDatasetRequest, Pooled<DatasetBatch>> StreamDatasetMethod(Func<ReadOnlySequence<byte>, Pooled<DatasetBatch>> parse) => new(
         MethodType.ServerStreaming,
         EmbeddingCache.Descriptor.FullName,
         "StreamDataset",
         Marshallers.Create(r => r.ToByteArray(), StreamDatasetRequest.Parser.ParseFrom),
-        new Marshaller<Pooled>(
-            (Action<Pooled, SerializationContext>)((_, _) => throw new NotSupportedException("the client only reads batches")),
-            (Func<DeserializationContext, Pooled>)(ctx => parse(ctx.PayloadAsReadOnlySequence()))));
+        ReadOnly(parse));
 
-    /// <summary>A parsed batch and the rented array its embeddings point into (null when the batch owns its bytes).</summary>
-    public sealed class Pooled(DatasetBatch batch, byte[]? buffer)
+    private static Method<LookupRequest, Pooled<LookupResponse>> GetEmbeddingsMethod(Func<ReadOnlySequence<byte>, Pooled<LookupResponse>> parse) => new(
+        MethodType.DuplexStreaming,
+        EmbeddingCache.Descriptor.FullName,
+        "GetEmbeddings",
+        Marshallers.Create(r => r.ToByteArray(), LookupRequest.Parser.ParseFrom),
+        ReadOnly(parse));
+
+    private static Marshaller<Pooled<T>> ReadOnly<T>(Func<ReadOnlySequence<byte>, Pooled<T>> parse) where T : class => new(
+        (Action<Pooled<T>, SerializationContext>)((_, _) => throw new NotSupportedException("the client only reads these messages")),
+        (Func<DeserializationContext, Pooled<T>>)(ctx => parse(ctx.PayloadAsReadOnlySequence())));
+
+    /// <summary>A parsed message and the rented array its embeddings point into (null when the message owns its bytes).</summary>
+    public sealed class Pooled<T>(T message, byte[]? buffer) where T : class
     {
         private byte[]? _buffer = buffer;
 
-        public DatasetBatch Batch { get; } = batch;
+        public T Message { get; } = message;
 
-        /// <summary>Returns the buffer to the pool; the batch's embeddings must not be read after this.</summary>
+        /// <summary>Returns the buffer to the pool; the message's embeddings must not be read after this.</summary>
         public void Release()
         {
             if (Interlocked.Exchange(ref _buffer, null) is { } b)
@@ -45,20 +62,61 @@ internal static class PooledBatches
         }
     }
 
-    public static Pooled Parse(ReadOnlySequence<byte> payload)
+    public static Pooled<DatasetBatch> Parse(ReadOnlySequence<byte> payload) => Rented(payload, ParseBatch);
+
+    public static Pooled<LookupResponse> ParseLookup(ReadOnlySequence<byte> payload) => Rented(payload, ParseLookupResponse);
+
+    private static Pooled<T> Rented<T>(ReadOnlySequence<byte> payload, Func<byte[], int, T> parse) where T : class
     {
         var length = checked((int)payload.Length);
         var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
         try
         {
             payload.CopyTo(buffer);
-            return new Pooled(ParseBatch(buffer, length), buffer);
+            return new Pooled<T>(parse(buffer, length), buffer);
         }
         catch
         {
             ArrayPool<byte>.Shared.Return(buffer);
             throw;
         }
+    }
+
+    /// <summary>Parses a LookupResponse held in <paramref name="buffer"/>[0..length); embeddings are slices of it.</summary>
+    internal static LookupResponse ParseLookupResponse(byte[] buffer, int length)
+    {
+        var response = new LookupResponse();
+        var r = new Reader(buffer, 0, length);
+        while (!r.End)
+        {
+            var (field, wire) = r.Tag();
+            switch (field, wire)
+            {
+                case (1, Wire.Varint):
+                    response.RequestId = r.Varint();
+                    break;
+                case (2, Wire.Varint):
+                    response.Count = (uint)r.Varint();
+                    break;
+                case (3, Wire.Delimited):
+                    var (at, size) = r.Delimited();
+                    response.Results.Add(ParseEmbeddings(buffer, at, size));
+                    break;
+                case (4, Wire.Delimited):
+                    var (labelsAt, labelsSize) = r.Delimited();
+                    var labels = LabelBatch.Parser.ParseFrom(buffer.AsSpan(labelsAt, labelsSize));
+                    if (response.Labels is null)
+                        response.Labels = labels;
+                    else
+                        response.Labels.MergeFrom(labels);
+                    break;
+                default:
+                    r.Skip(wire);
+                    break;
+            }
+        }
+
+        return response;
     }
 
     /// <summary>Parses a DatasetBatch held in <paramref name="buffer"/>[0..length); embeddings are slices of it.</summary>

@@ -5,7 +5,7 @@ using Google.Protobuf;
 
 namespace EmbedCache.CacheService.Tests;
 
-/// <summary>The client's pooled DatasetBatch reader against the generated parser, and against the real service.</summary>
+/// <summary>The client's pooled DatasetBatch and LookupResponse readers against the generated parser, and against the real service.</summary>
 public sealed class PooledBatchTests
 {
     private static DatasetBatch Sample(LabelBatch labels)
@@ -41,8 +41,8 @@ public sealed class PooledBatchTests
         var whole = PooledBatches.Parse(new ReadOnlySequence<byte>(bytes));
         var split = PooledBatches.Parse(Segmented(bytes, 7));
 
-        Assert.Equal(original, whole.Batch);
-        Assert.Equal(original, split.Batch);
+        Assert.Equal(original, whole.Message);
+        Assert.Equal(original, split.Message);
         whole.Release();
         split.Release();
     }
@@ -60,7 +60,7 @@ public sealed class PooledBatchTests
         output.WriteFixed64(42);
         output.Flush();
 
-        Assert.Equal(original, PooledBatches.Parse(new ReadOnlySequence<byte>(extra.ToArray())).Batch);
+        Assert.Equal(original, PooledBatches.Parse(new ReadOnlySequence<byte>(extra.ToArray())).Message);
         var bytes = original.ToByteArray();
         Assert.Throws<InvalidDataException>(() => PooledBatches.Parse(new ReadOnlySequence<byte>(bytes.AsMemory(0, bytes.Length - 3))));
     }
@@ -83,6 +83,60 @@ public sealed class PooledBatchTests
 
         Assert.Equal(15, copied.Count);
         Assert.Equal(copied, pooled);
+    }
+
+    [Theory]
+    [MemberData(nameof(Labels))]
+    public void ParseLookup_MatchesTheGeneratedParser_OnOneAndManySegments(string labels)
+    {
+        var batch = Sample(LabelsOf(labels)!);
+        var original = new LookupResponse { RequestId = 1UL << 33, Count = 5, Labels = batch.Labels, Results = { batch.Results } };
+        var bytes = original.ToByteArray();
+
+        var whole = PooledBatches.ParseLookup(new ReadOnlySequence<byte>(bytes));
+        var split = PooledBatches.ParseLookup(Segmented(bytes, 5));
+
+        Assert.Equal(original, whole.Message);
+        Assert.Equal(original, split.Message);
+        whole.Release();
+        split.Release();
+        Assert.Throws<InvalidDataException>(() => PooledBatches.ParseLookup(new ReadOnlySequence<byte>(bytes.AsMemory(0, bytes.Length - 1))));
+    }
+
+    [Fact]
+    public async Task PooledLookupStream_AnswersExactlyAsTheCopyingOne_HitsMissesAndLabels()
+    {
+        await using var service = await InProcessService.StartAsync();
+        using var client = new EmbedCacheClient(service.Channel);
+        var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Splits = { "train" }, Encoders = { "mlp" } };
+        await Contract.PrewarmToEndAsync(new CacheAdmin.CacheAdminClient(service.Channel), fill);
+
+        LookupRequest Request(int round)
+        {
+            // Stored indices and, every third round, some past the end of the split (misses).
+            var keys = new PositionalKeys { Dataset = "digits", Split = "train" };
+            for (var i = 0; i < 64; i++)
+                keys.Indices.Add((ulong)(round * 61 + i * 7) % (round % 3 == 2 ? 5000UL : 1438UL));
+            return new LookupRequest { Keys = new KeyBatch { Positional = keys }, Encoders = { "mlp" }, IncludeLabels = true };
+        }
+
+        var copied = new List<LookupResponse>();
+        await using (var stream = client.OpenLookupStream())
+        {
+            for (var round = 0; round < 9; round++)
+                copied.Add(await stream.LookupAsync(Request(round)));
+        }
+
+        var pooled = new List<LookupResponse>();
+        await using (var stream = client.OpenPooledLookupStream())
+        {
+            for (var round = 0; round < 9; round++)
+                pooled.Add(LookupResponse.Parser.ParseFrom((await stream.LookupAsync(Request(round))).ToByteArray())); // deep copy before the next call reuses the buffer
+        }
+
+        Assert.Equal(copied, pooled);
+        Assert.Contains(copied, r => r.Results[0].Found.Any(b => b != 0xFF)); // the misses were exercised
+        Assert.All(copied, r => Assert.Equal(64 * 128 * 4, r.Results[0].Embeddings.Length));
     }
 
     private static ReadOnlySequence<byte> Segmented(byte[] bytes, int size)

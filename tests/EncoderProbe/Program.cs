@@ -51,15 +51,18 @@ static int Leak(int batches)
     return 0;
 }
 
+// Resident memory outside the managed heap: RSS minus what the GC has committed. The GC's gen0 budget follows
+// the CPU's cache size, so its committed memory differs between machines and is not what this probe is after.
 static long SettledRssKiB()
 {
     GC.Collect();
     GC.WaitForPendingFinalizers();
     GC.Collect();
+    var managedKiB = GC.GetGCMemoryInfo().TotalCommittedBytes / 1024;
     foreach (var line in File.ReadLines("/proc/self/status"))
     {
         if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) - managedKiB;
     }
 
     throw new InvalidOperationException("no VmRSS in /proc/self/status");

@@ -38,7 +38,7 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
 
         var reader = Task.Run(() => ReadAsync(dataset, encoders, work.Writer, token), token);
         var workers = Enumerable.Range(0, spec.Workers)
-            .Select(_ => Task.Run(() => EncodeAsync(work.Reader, done.Writer, token), token))
+            .Select(_ => Task.Factory.StartNew(() => EncodeLoop(work.Reader, done.Writer, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default))
             .ToArray();
         var writer = Task.Run(() => WriteAsync(done.Reader, token), token);
 
@@ -62,8 +62,8 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
 
         await writer;
 
-        // Everything is written: make it durable, then record the splits as complete.
-        await CommitAsync(token);
+        // Everything is written: record the splits as complete, then make rows and manifests durable in one
+        // checkpoint. The manifests are written after every row, so any checkpoint that holds them holds the rows.
         lock (ManifestLock)
         {
             using var lease = engine.Sessions.Rent();
@@ -82,7 +82,9 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
             }
         }
 
-        await engine.Store.CheckpointAsync(token);
+        var commit = Stopwatch.GetTimestamp();
+        await CommitAsync(token);
+        job.AddStageTime(JobStage.Checkpoint, commit);
     }
 
     private async Task ReadAsync(Dataset dataset, EncoderEntry[] encoders, ChannelWriter<Work> output, CancellationToken token)
@@ -109,6 +111,7 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
                     StorePairs(lease.Session, dataset.Name, split, pairs);
             }
 
+            var read = Stopwatch.GetTimestamp();
             foreach (var chunk in dataset.OpenSplit(split).ReadChunks(job.Spec.BatchSize, cancellationToken: token))
             {
                 var indices = new ulong[chunk.Count];
@@ -140,9 +143,13 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
                     var work = missing.Length == chunk.Count
                         ? new Work(encoder, keys, features)
                         : new Work(encoder, keys.Select(missing), FeatureSlicing.Select(features, missing));
-                    await output.WriteAsync(work, token);
+                    job.AddStageTime(JobStage.Read, read);
+                    await output.WriteAsync(work, token); // waits while the encoders are busy: not read time
+                    read = Stopwatch.GetTimestamp();
                 }
             }
+
+            job.AddStageTime(JobStage.Read, read);
         }
     }
 
@@ -173,13 +180,23 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         }
     }
 
-    private static async Task EncodeAsync(ChannelReader<Work> input, ChannelWriter<Done> output, CancellationToken token)
+    /// <summary>
+    /// One encoder worker, on a thread of its own for the whole job: libtorch's OpenMP runtime keeps a team of
+    /// intra-op threads per calling thread, so forward passes that hop between thread-pool threads (as awaits
+    /// do) start teams on several of them, which then compete for the cores while they spin down.
+    /// </summary>
+    private void EncodeLoop(ChannelReader<Work> input, ChannelWriter<Done> output, CancellationToken token)
     {
-        await foreach (var w in input.ReadAllAsync(token))
+        while (input.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
         {
-            var rows = CacheEngine.EncodeRows(w.Encoder, w.Features, token);
-            w.Encoder.RecordEncoded(w.Features.Count);
-            await output.WriteAsync(new Done(w.Encoder, w.Keys, rows), token);
+            while (input.TryRead(out var w))
+            {
+                var encode = Stopwatch.GetTimestamp();
+                var rows = CacheEngine.EncodeRows(w.Encoder, w.Features, token);
+                w.Encoder.RecordEncoded(w.Features.Count);
+                job.AddStageTime(JobStage.Encode, encode);
+                output.WriteAsync(new Done(w.Encoder, w.Keys, rows), token).AsTask().GetAwaiter().GetResult();
+            }
         }
     }
 
@@ -189,11 +206,15 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         using var lease = engine.Sessions.Rent();
         await foreach (var d in input.ReadAllAsync(token))
         {
+            var write = Stopwatch.GetTimestamp();
             lease.Session.Put(d.Encoder.Namespace, d.Keys, d.Rows);
             job.AddEncoded(d.Keys.Count);
+            job.AddStageTime(JobStage.Write, write);
             if (sinceCheckpoint.Elapsed >= options.CheckpointInterval)
             {
+                var checkpoint = Stopwatch.GetTimestamp();
                 await CommitAsync(token);
+                job.AddStageTime(JobStage.Checkpoint, checkpoint);
                 sinceCheckpoint.Restart();
             }
         }

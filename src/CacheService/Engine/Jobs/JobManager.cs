@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Storage;
@@ -145,11 +146,15 @@ public sealed partial class JobManager : IAsyncDisposable
             job.Start();
             Persist(job);
             // The job record must survive a crash so the job resumes: make it durable first.
+            var checkpoint = Stopwatch.GetTimestamp();
             await _engine.Store.CheckpointAsync(job.Token);
+            job.AddStageTime(JobStage.Checkpoint, checkpoint);
             await new FillPipeline(_engine, job, _options).RunAsync();
-            Finish(job, JobState.Completed, "completed");
+            job.StopClock();
+            var timing = job.Timing();
+            Finish(job, JobState.Completed, "completed in " + timing);
             var done = job.Snapshot();
-            Completed(_logger, job.Id, done.Encoded, done.Skipped);
+            Completed(_logger, job.Id, done.Encoded, done.Skipped, timing);
         }
         catch (OperationCanceledException) when (job.CancelRequested)
         {
@@ -230,8 +235,8 @@ public sealed partial class JobManager : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Information, Message = "Resuming prewarm job {JobId} of dataset {Dataset}")]
     private static partial void Resumed(ILogger logger, string jobId, string dataset);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Prewarm job {JobId} completed: {Encoded} encoded, {Skipped} already cached")]
-    private static partial void Completed(ILogger logger, string jobId, long encoded, long skipped);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Prewarm job {JobId} completed: {Encoded} encoded, {Skipped} already cached, in {Timing}")]
+    private static partial void Completed(ILogger logger, string jobId, long encoded, long skipped, string timing);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Prewarm job {JobId} failed: {Reason}")]
     private static partial void Failed(ILogger logger, string jobId, string reason);

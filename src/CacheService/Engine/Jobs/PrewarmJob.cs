@@ -23,6 +23,22 @@ public sealed record JobProgress(
     string Id, PrewarmSpec Spec, JobState State, long Total, long Processed, long Encoded, long Skipped,
     long Committed, double ItemsPerSecond, double? EtaSeconds, string Message);
 
+/// <summary>Where a prewarm's time goes, summed over its threads (the stages overlap, so they add up to more than the wall time).</summary>
+public enum JobStage
+{
+    /// <summary>Reading the dataset, storing labels, checking which items are already stored.</summary>
+    Read,
+
+    /// <summary>The encoder's forward passes, including tokenization and the dtype conversion.</summary>
+    Encode,
+
+    /// <summary>Writing encoded rows to the store.</summary>
+    Write,
+
+    /// <summary>Checkpoints taken by the job (its record, while running, and at the end).</summary>
+    Checkpoint,
+}
+
 /// <summary>
 /// A running or finished prewarm. Counters are in embeddings (items × encoders). Progress changes
 /// wake <see cref="WaitForChangeAsync"/> so streams report without polling.
@@ -38,6 +54,7 @@ public sealed class PrewarmJob
     private long _skipped;
     private long _committed;
     private long _encodedAtStart;
+    private readonly long[] _stageTicks = new long[4];
     private volatile JobState _state = JobState.Queued;
     private volatile string _message = "queued";
 
@@ -115,11 +132,24 @@ public sealed class PrewarmJob
 
     internal long Processed => Interlocked.Read(ref _processed);
 
+    /// <summary>Adds the time since <paramref name="startTimestamp"/> (a <see cref="Stopwatch.GetTimestamp"/>) to a stage.</summary>
+    internal void AddStageTime(JobStage stage, long startTimestamp) =>
+        Interlocked.Add(ref _stageTicks[(int)stage], Stopwatch.GetTimestamp() - startTimestamp);
+
+    /// <summary>Seconds spent in a stage so far.</summary>
+    public double StageSeconds(JobStage stage) => (double)Interlocked.Read(ref _stageTicks[(int)stage]) / Stopwatch.Frequency;
+
+    /// <summary>"5.3 s: encode 4.6 s, read 0.1 s, write 0.1 s, checkpoint 0.4 s" — the job's wall time and its stages.</summary>
+    public string Timing() => FormattableString.Invariant(
+        $"{_clock.Elapsed.TotalSeconds:0.0} s: encode {StageSeconds(JobStage.Encode):0.0} s, read {StageSeconds(JobStage.Read):0.0} s, write {StageSeconds(JobStage.Write):0.0} s, checkpoint {StageSeconds(JobStage.Checkpoint):0.0} s");
+
     internal void SetCommitted(long n)
     {
         Interlocked.Exchange(ref _committed, n);
         Changed();
     }
+
+    internal void StopClock() => _clock.Stop();
 
     internal void SetState(JobState state, string message)
     {

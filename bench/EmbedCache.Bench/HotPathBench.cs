@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using EmbedCache.Client;
+using Grpc.Net.Client;
+
+namespace EmbedCache.Bench;
+
+/// <summary>
+/// The profiling harness for issue 7: starts the built service (as <c>compare</c> does) and drives one workload
+/// for a fixed time, printing the service's pid first so a profiler can attach to it, e.g.
+/// <c>dotnet-trace collect -p PID --duration 00:00:10</c>. Workloads: <c>epoch</c> (StreamDataset float32),
+/// <c>epoch16</c>, <c>lookup</c> (GetEmbeddings, 256 keys, --clients N), <c>ceiling</c> (the bare gRPC stream), <c>prewarm</c> (minilm over --items sentences, --clients workers).
+/// </summary>
+public sealed class HotPathBench : IBench
+{
+    public string Name => "hotpath";
+
+    public string Description => "drive one workload against the service for profiling: epoch|epoch16|lookup|ceiling|prewarm [--seconds N] [--items N] [--clients N]";
+
+    public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var workload = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal)) ?? "epoch";
+        var seconds = double.Parse(CompareBench.OptionOf(args, "--seconds") ?? "20", System.Globalization.CultureInfo.InvariantCulture);
+        var items = int.Parse(CompareBench.OptionOf(args, "--items") ?? "100000", System.Globalization.CultureInfo.InvariantCulture);
+        var clients = int.Parse(CompareBench.OptionOf(args, "--clients") ?? "4", System.Globalization.CultureInfo.InvariantCulture);
+        return await CompareBench.HotPathAsync(workload, seconds, items, clients, CompareBench.OptionOf(args, "--repo") ?? CompareBench.Repo(), cancellationToken);
+    }
+}
+
+public sealed partial class CompareBench
+{
+    internal static string? OptionOf(string[] args, string name) => Option(args, name);
+
+    internal static string Repo() => FindRepo();
+
+    internal static async Task<int> HotPathAsync(string workload, double seconds, int items, int clients, string repo, CancellationToken token)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "embedcache-hotpath-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var dataRoot = Path.Combine(root, "data");
+            WriteVectorDataset(Path.Combine(dataRoot, "vec"), workload == "prewarm" ? 1000 : items);
+            WriteTextDataset(Path.Combine(dataRoot, "text2"), workload == "prewarm" ? items : 30);
+            var serviceDll = Path.Combine(repo, "src/CacheService/bin/Release/net10.0/EmbedCache.CacheService.dll");
+            string[] serviceArgs =
+            [
+                .. CommonServiceArgs(Path.Combine(root, "save"), dataRoot), "--EmbedCache:Datasets:vec=vec", "--EmbedCache:Datasets:text2=text2",
+                .. Encoder("e32", "Cpu", "Float32", 256), .. Encoder("e16", "Cpu", "Float16", 256),
+            ];
+            using var transport = workload == "ceiling" ? await StartTransportAsync(token) : null;
+            await using var service = await ServiceInstance.StartAsync(serviceDll, serviceArgs, token);
+            using var client = new EmbedCacheClient(service.Uri);
+            await PrewarmAsync(client, "vec", "e32", 256, token);
+            await PrewarmAsync(client, "vec", "e16", 256, token);
+            Console.WriteLine($"service pid {service.Process.Pid}{(transport is null ? "" : $"; transport pid {transport.Process.Pid}")}; {workload} for {seconds} s");
+            Console.Out.Flush();
+
+            var clock = Stopwatch.StartNew();
+            var rounds = 0;
+            switch (workload)
+            {
+                case "epoch" or "epoch16":
+                    var encoder = workload == "epoch" ? "e32" : "e16";
+                    while (clock.Elapsed.TotalSeconds < seconds)
+                    {
+                        var rate = await Rate(() => StreamEpochAsync(client, encoder, (uint)rounds++, token));
+                        Log($"epoch {rounds}: {rate / (encoder == "e32" ? RowBytes : RowBytes / 2):N0} embeddings/s");
+                    }
+
+                    break;
+                case "prewarm":
+                    if (Environment.GetEnvironmentVariable("HOTPATH_LOOKUPS_FIRST") == "1")
+                        await LatencyAsync(service.Uri, 1000, 16, 1, 2, token);
+                    await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: clients, split: "val");
+                    Console.WriteLine("warm");
+                    Console.Out.Flush();
+                    var timed = await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: clients, split: "train");
+                    var bare = BareMiniLm(dataRoot, MiniLmBatch, token);
+                    Log($"prewarm minilm, {clients} workers: {timed.Wall:N1} items/s; bare encoder {bare:N1} items/s ({100 * timed.Wall / bare:0}%)");
+                    break;
+                case "lookup":
+                    var (gen0, gen2, pause) = (GC.CollectionCount(0), GC.CollectionCount(2), GC.GetTotalPauseDuration());
+                    var (p50, p99, lookups) = await LatencyAsync(service.Uri, items, clients, 2, seconds, token);
+                    Log($"lookup, {clients} clients: p50 {p50:0.00} ms, p99 {p99:0.00} ms, {lookups:N0} embeddings/s; client GCs: {GC.CollectionCount(0) - gen0} gen0, {GC.CollectionCount(2) - gen2} gen2, {(GC.GetTotalPauseDuration() - pause).TotalMilliseconds:N0} ms paused");
+                    break;
+                case "ceiling":
+                    using (var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{transport!.GrpcPort}", new GrpcChannelOptions { MaxReceiveMessageSize = null }))
+                    {
+                        var messages = (int)Math.Ceiling((double)items / StreamBatch);
+                        while (clock.Elapsed.TotalSeconds < seconds)
+                        {
+                            var rate = await Rate(() => Transport.GrpcStreamAsync(channel, messages, StreamBatch * RowBytes, token));
+                            rounds++;
+                            Log($"ceiling {rounds}: {rate / RowBytes:N0} embeddings/s");
+                        }
+                    }
+
+                    transport.Process.CloseInput();
+                    await transport.Process.StopAsync(TimeSpan.FromSeconds(10));
+                    break;
+                default:
+                    Console.Error.WriteLine($"unknown workload '{workload}': epoch, epoch16, lookup or ceiling");
+                    return 2;
+            }
+
+            return 0;
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(root, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}
