@@ -60,11 +60,19 @@ public sealed partial class CompareBench
             {
                 case "epoch" or "epoch16":
                     var encoder = workload == "epoch" ? "e32" : "e16";
+                    var rowBytes = encoder == "e32" ? RowBytes : RowBytes / 2;
+                    var steady = Stopwatch.StartNew();
+                    long steadyBytes = 0;
                     while (clock.Elapsed.TotalSeconds < seconds)
                     {
-                        var rate = await Rate(() => StreamEpochAsync(client, encoder, (uint)rounds++, token));
-                        Log($"epoch {rounds}: {rate / (encoder == "e32" ? RowBytes : RowBytes / 2):N0} embeddings/s");
+                        if (clock.Elapsed.TotalSeconds < 2)
+                            steady.Restart(); // the first 2 s warm up
+                        var bytes = await StreamEpochAsync(client, encoder, (uint)rounds++, token);
+                        if (clock.Elapsed.TotalSeconds >= 2)
+                            steadyBytes += bytes;
                     }
+
+                    Log($"{workload}: {steadyBytes / rowBytes / steady.Elapsed.TotalSeconds:N0} embeddings/s over {steady.Elapsed.TotalSeconds:0.0} s after a 2 s warm-up ({rounds} epochs)");
 
                     break;
                 case "prewarm":
@@ -77,10 +85,50 @@ public sealed partial class CompareBench
                     var bare = BareMiniLm(dataRoot, MiniLmBatch, token);
                     Log($"prewarm minilm, {clients} workers: {timed.Wall:N1} items/s; bare encoder {bare:N1} items/s ({100 * timed.Wall / bare:0}%)");
                     break;
+                case "alloc":
+                    await using (var stream = client.OpenPooledLookupStream(token))
+                    {
+                        var random = new Random(1);
+                        var fixedRequest = RandomLookup("e32", items, 256, random);
+                        for (var i = 0; i < 2000; i++)
+                            await stream.LookupAsync(fixedRequest, token);
+                        var before = GC.GetTotalAllocatedBytes(true);
+                        for (var i = 0; i < 2000; i++)
+                            await stream.LookupAsync(fixedRequest, token);
+                        var same = (GC.GetTotalAllocatedBytes(true) - before) / 2000;
+                        before = GC.GetTotalAllocatedBytes(true);
+                        for (var i = 0; i < 2000; i++)
+                            RandomLookup("e32", items, 256, random);
+                        var build = (GC.GetTotalAllocatedBytes(true) - before) / 2000;
+                        Log($"client bytes allocated per GetEmbeddings of 256 keys: {same:N0} (same request object each time); building a request: {build:N0}");
+                    }
+
+                    {
+                        var clientsArray = Enumerable.Range(0, clients).Select(_ => new EmbedCacheClient(service.Uri)).ToArray();
+                        var streams = clientsArray.Select(c => c.OpenPooledLookupStream(token)).ToArray();
+                        var requests = streams.Select((_, i) => RandomLookup("e32", items, 256, new Random(i))).ToArray();
+                        async Task Loop(int c, int n)
+                        {
+                            for (var i = 0; i < n; i++)
+                                await streams[c].LookupAsync(requests[c], token);
+                        }
+
+                        await Task.WhenAll(Enumerable.Range(0, clients).Select(c => Task.Run(() => Loop(c, 2000))));
+                        var before = GC.GetTotalAllocatedBytes(true);
+                        await Task.WhenAll(Enumerable.Range(0, clients).Select(c => Task.Run(() => Loop(c, 2000))));
+                        Log($"{clients} concurrent clients: {(GC.GetTotalAllocatedBytes(true) - before) / (2000 * clients):N0} bytes allocated per GetEmbeddings");
+                        foreach (var st in streams)
+                            await st.DisposeAsync();
+                        foreach (var c in clientsArray)
+                            c.Dispose();
+                    }
+
+                    break;
                 case "lookup":
-                    var (gen0, gen2, pause) = (GC.CollectionCount(0), GC.CollectionCount(2), GC.GetTotalPauseDuration());
-                    var (p50, p99, lookups) = await LatencyAsync(service.Uri, items, clients, 2, seconds, token);
-                    Log($"lookup, {clients} clients: p50 {p50:0.00} ms, p99 {p99:0.00} ms, {lookups:N0} embeddings/s; client GCs: {GC.CollectionCount(0) - gen0} gen0, {GC.CollectionCount(2) - gen2} gen2, {(GC.GetTotalPauseDuration() - pause).TotalMilliseconds:N0} ms paused");
+                    var (gen0, gen2, pause, allocated) = (GC.CollectionCount(0), GC.CollectionCount(2), GC.GetTotalPauseDuration(), GC.GetTotalAllocatedBytes());
+                    var pace = double.Parse(Environment.GetEnvironmentVariable("HOTPATH_RATE") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+                    var (p50, p99, lookups) = await LatencyAsync(service.Uri, items, clients, 2, seconds, token, pace);
+                    Log($"lookup, {clients} clients: p50 {p50:0.00} ms, p99 {p99:0.00} ms, {lookups:N0} embeddings/s; client GCs: {GC.CollectionCount(0) - gen0} gen0, {GC.CollectionCount(2) - gen2} gen2, {(GC.GetTotalPauseDuration() - pause).TotalMilliseconds:N0} ms paused, {(GC.GetTotalAllocatedBytes() - allocated) / 1e6:N0} MB allocated");
                     break;
                 case "ceiling":
                     using (var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{transport!.GrpcPort}", new GrpcChannelOptions { MaxReceiveMessageSize = null }))

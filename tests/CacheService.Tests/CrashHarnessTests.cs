@@ -73,17 +73,25 @@ public sealed class CrashHarnessTests(ITestOutputHelper output)
                 _ = await writes;
                 stats.Requests += 2;
 
+                var killedLog = child.Output;
                 child.Dispose();
                 child = ChildProcess.Start(ServiceDll, args);
                 using var after = GrpcChannel.ForAddress((await child.WaitForListeningAsync()).Grpc);
                 var a = new Contract(after);
                 PrewarmProgress? resumed = null;
-                await Wait.UntilAsync(async () =>
+                try
                 {
-                    stats.Requests++;
-                    resumed = (await a.Admin.ListJobsAsync(new ListJobsRequest())).Jobs.SingleOrDefault(j => j.Encoders.Contains(encoder));
-                    return resumed is { State: JobState.Completed or JobState.Failed or JobState.Cancelled };
-                }, $"round {round}: the resumed prewarm to finish", TimeSpan.FromMinutes(2));
+                    await Wait.UntilAsync(async () =>
+                    {
+                        stats.Requests++;
+                        resumed = (await a.Admin.ListJobsAsync(new ListJobsRequest())).Jobs.SingleOrDefault(j => j.Encoders.Contains(encoder));
+                        return resumed is { State: JobState.Completed or JobState.Failed or JobState.Cancelled };
+                    }, $"round {round}: the resumed prewarm to finish", TimeSpan.FromMinutes(2));
+                }
+                catch (TimeoutException e)
+                {
+                    throw new TimeoutException($"{e.Message} Last seen: {resumed}. Log of the killed service:\n{killedLog}\nLog after the restart:\n{child.Output}", e);
+                }
                 var reencoded = (await a.Admin.GetStatsAsync(new GetStatsRequest())).Namespaces.Single(n => n.Encoder == encoder).Encoded;
 
                 Assert.Equal(JobState.Completed, resumed!.State);

@@ -73,6 +73,40 @@ public sealed class PrewarmCrashTests
         Assert.Equal(0, await second.WaitForExitAsync("the service to stop"));
     }
 
+    [Fact]
+    public async Task FinishedJobs_AreStillListed_AfterARestart_AsTheyEnded()
+    {
+        using var dir = new TempDirectory("jobs-restart");
+        string[] args = ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}"];
+        PrewarmProgress done = new();
+        using (var first = ChildProcess.Start(ServiceDll, args))
+        {
+            using var client = new EmbedCacheClient((await first.WaitForListeningAsync()).Grpc);
+            await foreach (var p in client.PrewarmAsync(new PrewarmRequest { Dataset = "digits", Splits = { "train" }, Encoders = { "mlp" }, Follow = true }))
+                done = p;
+            first.Terminate();
+            Assert.Equal(0, await first.WaitForExitAsync("the service to stop"));
+        }
+
+        Assert.Equal(JobState.Completed, done.State);
+        Assert.StartsWith("completed in ", done.Message, StringComparison.Ordinal);
+
+        using var second = ChildProcess.Start(ServiceDll, args);
+        using (var client = new EmbedCacheClient((await second.WaitForListeningAsync()).Grpc))
+        {
+            var listed = Assert.Single(await client.ListJobsAsync());
+            Assert.Equal(done.JobId, listed.JobId);
+            Assert.Equal(JobState.Completed, listed.State);
+            Assert.Equal(done.Message, listed.Message);
+            Assert.Equal((done.Total, done.Processed, done.Encoded, done.Skipped), (listed.Total, listed.Processed, listed.Encoded, listed.Skipped));
+            Assert.Equal(["mlp"], listed.Encoders);
+            Assert.Equal("digits", listed.Dataset);
+        }
+
+        second.Terminate();
+        Assert.Equal(0, await second.WaitForExitAsync("the service to stop"));
+    }
+
     private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
 
 }

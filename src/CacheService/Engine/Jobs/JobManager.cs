@@ -51,7 +51,10 @@ public sealed partial class JobManager : IAsyncDisposable
         }
     }
 
-    /// <summary>Restarts jobs that were queued or running when the service last stopped.</summary>
+    /// <summary>
+    /// Restarts jobs that were queued or running when the service last stopped, and lists the remembered finished
+    /// ones again (as they ended: state, message and counts).
+    /// </summary>
     public int ResumePersisted()
     {
         var resumed = 0;
@@ -62,8 +65,20 @@ public sealed partial class JobManager : IAsyncDisposable
             if (bytes is null)
                 continue;
             var record = JsonSerializer.Deserialize<JobRecord>(bytes);
-            if (record is null || record.State is not (JobState.Queued or JobState.Running))
+            if (record is null)
                 continue;
+            if (record.State is not (JobState.Queued or JobState.Running))
+            {
+                lock (_lock)
+                {
+                    if (!_jobs.ContainsKey(id))
+                        _jobs[id] = PrewarmJob.Finished(id, record.Spec, record.State, record.Message ?? record.State.ToString().ToLowerInvariant(),
+                            record.Total, record.Processed, record.Encoded, record.Skipped);
+                }
+
+                continue;
+            }
+
             lock (_lock)
             {
                 if (_jobs.ContainsKey(id))
@@ -187,7 +202,12 @@ public sealed partial class JobManager : IAsyncDisposable
     {
         using var lease = _engine.Sessions.Rent();
         var session = lease.Session;
-        session.PutMetadata(JobKey(job.Id), JsonSerializer.SerializeToUtf8Bytes(new JobRecord(job.Id, job.Spec, job.State)));
+        var p = job.Snapshot();
+        var record = new JobRecord(job.Id, job.Spec, p.State)
+        {
+            Message = p.Message, Total = p.Total, Processed = p.Processed, Encoded = p.Encoded, Skipped = p.Skipped,
+        };
+        session.PutMetadata(JobKey(job.Id), JsonSerializer.SerializeToUtf8Bytes(record));
         lock (_lock)
         {
             var index = LoadIndex(session);
@@ -230,7 +250,19 @@ public sealed partial class JobManager : IAsyncDisposable
         _concurrency.Dispose();
     }
 
-    private sealed record JobRecord(string Id, PrewarmSpec Spec, JobState State);
+    /// <summary>A job as persisted: enough to resume it, or, once finished, to list it after a restart.</summary>
+    private sealed record JobRecord(string Id, PrewarmSpec Spec, JobState State)
+    {
+        public string? Message { get; init; }
+
+        public long Total { get; init; }
+
+        public long Processed { get; init; }
+
+        public long Encoded { get; init; }
+
+        public long Skipped { get; init; }
+    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Resuming prewarm job {JobId} of dataset {Dataset}")]
     private static partial void Resumed(ILogger logger, string jobId, string dataset);

@@ -65,6 +65,23 @@ public sealed class PrewarmJob
         _cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
     }
 
+    /// <summary>A job that finished before the service last restarted, as it was persisted.</summary>
+    internal static PrewarmJob Finished(string id, PrewarmSpec spec, JobState state, string message, long total, long processed, long encoded, long skipped)
+    {
+        var job = new PrewarmJob(id, spec, CancellationToken.None)
+        {
+            _total = total,
+            _processed = processed,
+            _encoded = encoded,
+            _skipped = skipped,
+            _committed = processed,
+            _encodedAtStart = processed, // no rate: nothing ran in this process
+            _state = state,
+            _message = message,
+        };
+        return job;
+    }
+
     public string Id { get; }
 
     public PrewarmSpec Spec { get; }
