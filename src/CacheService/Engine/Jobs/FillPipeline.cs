@@ -200,24 +200,49 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         }
     }
 
+    /// <summary>
+    /// Writes encoded rows, and every <see cref="JobOptions.CheckpointInterval"/> starts a checkpoint that runs beside
+    /// the writes (the store takes checkpoints under traffic): a checkpoint takes about a second here, and waiting for
+    /// it would stall the encoders behind the bounded channels. One runs at a time; a failed one fails the job.
+    /// </summary>
     private async Task WriteAsync(ChannelReader<Done> input, CancellationToken token)
     {
         var sinceCheckpoint = Stopwatch.StartNew();
-        using var lease = engine.Sessions.Rent();
-        await foreach (var d in input.ReadAllAsync(token))
+        Task? commit = null;
+        try
         {
-            var write = Stopwatch.GetTimestamp();
-            lease.Session.Put(d.Encoder.Namespace, d.Keys, d.Rows);
-            job.AddEncoded(d.Keys.Count);
-            job.AddStageTime(JobStage.Write, write);
-            if (sinceCheckpoint.Elapsed >= options.CheckpointInterval)
+            using var lease = engine.Sessions.Rent();
+            await foreach (var d in input.ReadAllAsync(token))
             {
-                var checkpoint = Stopwatch.GetTimestamp();
-                await CommitAsync(token);
-                job.AddStageTime(JobStage.Checkpoint, checkpoint);
-                sinceCheckpoint.Restart();
+                var write = Stopwatch.GetTimestamp();
+                lease.Session.Put(d.Encoder.Namespace, d.Keys, d.Rows);
+                job.AddEncoded(d.Keys.Count);
+                job.AddStageTime(JobStage.Write, write);
+                if (commit is { IsCompleted: true })
+                {
+                    await commit; // throws if it failed
+                    commit = null;
+                }
+
+                if (commit is null && sinceCheckpoint.Elapsed >= options.CheckpointInterval)
+                {
+                    commit = TimedCommitAsync(token);
+                    sinceCheckpoint.Restart();
+                }
             }
         }
+        finally
+        {
+            if (commit is not null)
+                await commit;
+        }
+    }
+
+    private async Task TimedCommitAsync(CancellationToken token)
+    {
+        var checkpoint = Stopwatch.GetTimestamp();
+        await CommitAsync(token);
+        job.AddStageTime(JobStage.Checkpoint, checkpoint);
     }
 
     /// <summary>Takes a checkpoint; everything processed before it started is committed.</summary>

@@ -160,11 +160,22 @@ public sealed partial class JobManager : IAsyncDisposable
         {
             job.Start();
             Persist(job);
-            // The job record must survive a crash so the job resumes: make it durable first.
-            var checkpoint = Stopwatch.GetTimestamp();
-            await _engine.Store.CheckpointAsync(job.Token);
-            job.AddStageTime(JobStage.Checkpoint, checkpoint);
-            await new FillPipeline(_engine, job, _options).RunAsync();
+            // The job record must survive a crash so the job resumes: a checkpoint makes it durable. It runs beside the
+            // first batches (any checkpoint after the record was written holds it, and the job's own commits queue
+            // behind it); the job does not complete unless it succeeded.
+            var recorded = TimedCheckpointAsync(job);
+            try
+            {
+                await new FillPipeline(_engine, job, _options).RunAsync();
+            }
+            catch
+            {
+                await recorded.ContinueWith(static _ => { }, TaskScheduler.Default); // the pipeline's failure is the one to report
+                throw;
+            }
+
+            await recorded;
+
             job.StopClock();
             var timing = job.Timing();
             Finish(job, JobState.Completed, "completed in " + timing);
@@ -189,6 +200,13 @@ public sealed partial class JobManager : IAsyncDisposable
         {
             _concurrency.Release();
         }
+    }
+
+    private async Task TimedCheckpointAsync(PrewarmJob job)
+    {
+        var checkpoint = Stopwatch.GetTimestamp();
+        await _engine.Store.CheckpointAsync(job.Token);
+        job.AddStageTime(JobStage.Checkpoint, checkpoint);
     }
 
     private void Finish(PrewarmJob job, JobState state, string message)
