@@ -14,7 +14,7 @@ public sealed class HotPathBench : IBench
 {
     public string Name => "hotpath";
 
-    public string Description => "drive one workload against the service for profiling: epoch|epoch16|lookup|ceiling|prewarm [--seconds N] [--items N] [--clients N]";
+    public string Description => "drive one workload against the service for profiling: epoch|epoch16|lookup|alloc|ceiling|prewarm|checkpoint [--seconds N] [--items N] [--clients N]";
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
@@ -121,6 +121,14 @@ public sealed partial class CompareBench
                             await st.DisposeAsync();
                         foreach (var c in clientsArray)
                             c.Dispose();
+                    }
+
+                    break;
+                case "checkpoint":
+                    for (var i = 0; i < (int)seconds; i++)
+                    {
+                        var c = await client.CheckpointAsync(token);
+                        Log($"checkpoint {i}: {c.DurationMs:N0} ms (service-reported)");
                     }
 
                     break;
