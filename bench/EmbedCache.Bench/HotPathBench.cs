@@ -76,8 +76,6 @@ public sealed partial class CompareBench
 
                     break;
                 case "prewarm":
-                    if (Environment.GetEnvironmentVariable("HOTPATH_LOOKUPS_FIRST") == "1")
-                        await LatencyAsync(service.Uri, 1000, 16, 1, 2, token);
                     await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: clients, split: "val");
                     Console.WriteLine("warm");
                     Console.Out.Flush();
