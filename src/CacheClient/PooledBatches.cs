@@ -103,12 +103,7 @@ internal static class PooledBatches
                     response.Results.Add(ParseEmbeddings(buffer, at, size));
                     break;
                 case (4, Wire.Delimited):
-                    var (labelsAt, labelsSize) = r.Delimited();
-                    var labels = LabelBatch.Parser.ParseFrom(buffer.AsSpan(labelsAt, labelsSize));
-                    if (response.Labels is null)
-                        response.Labels = labels;
-                    else
-                        response.Labels.MergeFrom(labels);
+                    response.Labels = MergeLabels(response.Labels, buffer, r.Delimited());
                     break;
                 default:
                     r.Skip(wire);
@@ -149,12 +144,7 @@ internal static class PooledBatches
                     batch.Results.Add(ParseEmbeddings(buffer, at, size));
                     break;
                 case (5, Wire.Delimited):
-                    var (labelsAt, labelsSize) = r.Delimited();
-                    var labels = LabelBatch.Parser.ParseFrom(buffer.AsSpan(labelsAt, labelsSize));
-                    if (batch.Labels is null)
-                        batch.Labels = labels;
-                    else
-                        batch.Labels.MergeFrom(labels);
+                    batch.Labels = MergeLabels(batch.Labels, buffer, r.Delimited());
                     break;
                 default:
                     r.Skip(wire);
@@ -163,6 +153,16 @@ internal static class PooledBatches
         }
 
         return batch;
+    }
+
+    /// <summary>A repeated occurrence of a message field merges into the first, as protobuf parsers do.</summary>
+    private static LabelBatch MergeLabels(LabelBatch? existing, byte[] buffer, (int Start, int Length) field)
+    {
+        var labels = LabelBatch.Parser.ParseFrom(buffer.AsSpan(field.Start, field.Length));
+        if (existing is null)
+            return labels;
+        existing.MergeFrom(labels);
+        return existing;
     }
 
     private static EncoderEmbeddings ParseEmbeddings(byte[] buffer, int start, int length)
