@@ -98,7 +98,7 @@ public sealed class PrewarmCrashTests
             Assert.Equal(done.JobId, listed.JobId);
             Assert.Equal(JobState.Completed, listed.State);
             Assert.Equal(done.Message, listed.Message);
-            Assert.Equal((done.Total, done.Processed, done.Encoded, done.Skipped), (listed.Total, listed.Processed, listed.Encoded, listed.Skipped));
+            Assert.Equal((done.Total, done.Processed, done.Encoded, done.Skipped, done.Committed), (listed.Total, listed.Processed, listed.Encoded, listed.Skipped, listed.Committed));
             Assert.Equal(["mlp"], listed.Encoders);
             Assert.Equal("digits", listed.Dataset);
         }

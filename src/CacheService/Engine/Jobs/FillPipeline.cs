@@ -82,9 +82,7 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
             }
         }
 
-        var commit = Stopwatch.GetTimestamp();
-        await CommitAsync(token);
-        job.AddStageTime(JobStage.Checkpoint, commit);
+        await TimedCommitAsync(token);
     }
 
     private async Task ReadAsync(Dataset dataset, EncoderEntry[] encoders, ChannelWriter<Work> output, CancellationToken token)
@@ -202,8 +200,9 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
 
     /// <summary>
     /// Writes encoded rows, and every <see cref="JobOptions.CheckpointInterval"/> starts a checkpoint that runs beside
-    /// the writes (the store takes checkpoints under traffic): a checkpoint takes about a second here, and waiting for
-    /// it would stall the encoders behind the bounded channels. One runs at a time; a failed one fails the job.
+    /// the writes (the store takes checkpoints under traffic): while the encoders hold the cores a checkpoint can take
+    /// a second or more, and waiting for it would stall them behind the bounded channels. One runs at a time; a failed
+    /// one fails the job.
     /// </summary>
     private async Task WriteAsync(ChannelReader<Done> input, CancellationToken token)
     {
@@ -231,11 +230,15 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
                 }
             }
         }
-        finally
+        catch
         {
             if (commit is not null)
-                await commit;
+                await commit.ContinueWith(static _ => { }, TaskScheduler.Default); // the write's failure is the one to report
+            throw;
         }
+
+        if (commit is not null)
+            await commit;
     }
 
     private async Task TimedCommitAsync(CancellationToken token)

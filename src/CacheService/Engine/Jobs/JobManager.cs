@@ -73,7 +73,7 @@ public sealed partial class JobManager : IAsyncDisposable
                 {
                     if (!_jobs.ContainsKey(id))
                         _jobs[id] = PrewarmJob.Finished(id, record.Spec, record.State, record.Message ?? record.State.ToString().ToLowerInvariant(),
-                            record.Total, record.Processed, record.Encoded, record.Skipped);
+                            record.Total, record.Processed, record.Encoded, record.Skipped, record.Committed);
                 }
 
                 continue;
@@ -223,7 +223,7 @@ public sealed partial class JobManager : IAsyncDisposable
         var p = job.Snapshot();
         var record = new JobRecord(job.Id, job.Spec, p.State)
         {
-            Message = p.Message, Total = p.Total, Processed = p.Processed, Encoded = p.Encoded, Skipped = p.Skipped,
+            Message = p.Message, Total = p.Total, Processed = p.Processed, Encoded = p.Encoded, Skipped = p.Skipped, Committed = p.Committed,
         };
         session.PutMetadata(JobKey(job.Id), JsonSerializer.SerializeToUtf8Bytes(record));
         lock (_lock)
@@ -280,6 +280,8 @@ public sealed partial class JobManager : IAsyncDisposable
         public long Encoded { get; init; }
 
         public long Skipped { get; init; }
+
+        public long Committed { get; init; }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Resuming prewarm job {JobId} of dataset {Dataset}")]

@@ -66,7 +66,7 @@ public sealed class PrewarmJob
     }
 
     /// <summary>A job that finished before the service last restarted, as it was persisted.</summary>
-    internal static PrewarmJob Finished(string id, PrewarmSpec spec, JobState state, string message, long total, long processed, long encoded, long skipped)
+    internal static PrewarmJob Finished(string id, PrewarmSpec spec, JobState state, string message, long total, long processed, long encoded, long skipped, long committed)
     {
         var job = new PrewarmJob(id, spec, CancellationToken.None)
         {
@@ -74,7 +74,7 @@ public sealed class PrewarmJob
             _processed = processed,
             _encoded = encoded,
             _skipped = skipped,
-            _committed = processed,
+            _committed = committed,
             _encodedAtStart = processed, // no rate: nothing ran in this process
             _state = state,
             _message = message,
