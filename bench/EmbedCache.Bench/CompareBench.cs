@@ -565,7 +565,7 @@ public sealed partial class CompareBench : IBench
 
         var mask = new byte[StreamBatch / 8];
         var order = Enumerable.Range(0, items).Select(i => (ulong)i).ToArray();
-        return SteadyAsync(s, "in-process store reads", r =>
+        return MeasureAsync(s, [new("in-process store reads", 1, r =>
         {
             new Random(r).Shuffle(order);
             for (var first = 0; first < items; first += StreamBatch)
@@ -579,7 +579,7 @@ public sealed partial class CompareBench : IBench
             }
 
             return Task.FromResult((long)items);
-        }).GetAwaiter().GetResult();
+        })], token).GetAwaiter().GetResult()[0];
     }
 
     /// <summary>The same mlp encoder (seed 42, 64 → 384) in this process: items/s through Encode at the prewarm's batch size.</summary>
@@ -847,32 +847,6 @@ public sealed partial class CompareBench : IBench
         var clock = Stopwatch.StartNew();
         var bytes = await once();
         return bytes / clock.Elapsed.TotalSeconds;
-    }
-
-    /// <summary>
-    /// Steady-state rate of a path: runs rounds back to back for <see cref="Settings.Warm"/> seconds unmeasured (JIT
-    /// tiering, buffer pools, HTTP/2 window growth — in every process involved), then for
-    /// <see cref="Settings.Seconds"/> seconds, and returns the units (bytes or embeddings) the measured rounds
-    /// returned per second of their wall time. Every path in the comparison is measured this way.
-    /// </summary>
-    private static async Task<double> SteadyAsync(Settings s, string what, Func<int, Task<long>> round)
-    {
-        var r = 0;
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed.TotalSeconds < s.Warm)
-            await round(r++);
-        long units = 0;
-        var rounds = 0;
-        clock.Restart();
-        do
-        {
-            units += await round(r++);
-            rounds++;
-        }
-        while (clock.Elapsed.TotalSeconds < s.Seconds);
-        var rate = units / clock.Elapsed.TotalSeconds;
-        Log(FormattableString.Invariant($"{what}: {rate:N0}/s over {rounds} rounds in {clock.Elapsed.TotalSeconds:0.0} s (after {s.Warm:0.#} s warm-up)"));
-        return rate;
     }
 
     /// <summary>A measured path: a round returns units; <paramref name="UnitBytes"/> turns them into embeddings (1 if they already are).</summary>

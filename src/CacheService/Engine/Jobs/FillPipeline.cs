@@ -233,7 +233,7 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         catch
         {
             if (commit is not null)
-                await commit.ContinueWith(static _ => { }, TaskScheduler.Default); // the write's failure is the one to report
+                await commit.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // the write's failure is the one to report
             throw;
         }
 
@@ -241,12 +241,7 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
             await commit;
     }
 
-    private async Task TimedCommitAsync(CancellationToken token)
-    {
-        var checkpoint = Stopwatch.GetTimestamp();
-        await CommitAsync(token);
-        job.AddStageTime(JobStage.Checkpoint, checkpoint);
-    }
+    private Task TimedCommitAsync(CancellationToken token) => job.TimeAsync(JobStage.Checkpoint, () => CommitAsync(token));
 
     /// <summary>Takes a checkpoint; everything processed before it started is committed.</summary>
     private async Task CommitAsync(CancellationToken token)

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Storage;
@@ -163,14 +162,14 @@ public sealed partial class JobManager : IAsyncDisposable
             // The job record must survive a crash so the job resumes: a checkpoint makes it durable. It runs beside the
             // first batches (any checkpoint after the record was written holds it, and the job's own commits queue
             // behind it); the job does not complete unless it succeeded.
-            var recorded = TimedCheckpointAsync(job);
+            var recorded = job.TimeAsync(JobStage.Checkpoint, () => _engine.Store.CheckpointAsync(job.Token));
             try
             {
                 await new FillPipeline(_engine, job, _options).RunAsync();
             }
             catch
             {
-                await recorded.ContinueWith(static _ => { }, TaskScheduler.Default); // the pipeline's failure is the one to report
+                await recorded.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // the pipeline's failure is the one to report
                 throw;
             }
 
@@ -200,13 +199,6 @@ public sealed partial class JobManager : IAsyncDisposable
         {
             _concurrency.Release();
         }
-    }
-
-    private async Task TimedCheckpointAsync(PrewarmJob job)
-    {
-        var checkpoint = Stopwatch.GetTimestamp();
-        await _engine.Store.CheckpointAsync(job.Token);
-        job.AddStageTime(JobStage.Checkpoint, checkpoint);
     }
 
     private void Finish(PrewarmJob job, JobState state, string message)

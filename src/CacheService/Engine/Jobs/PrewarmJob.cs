@@ -153,6 +153,14 @@ public sealed class PrewarmJob
     internal void AddStageTime(JobStage stage, long startTimestamp) =>
         Interlocked.Add(ref _stageTicks[(int)stage], Stopwatch.GetTimestamp() - startTimestamp);
 
+    /// <summary>Runs <paramref name="work"/> and adds its time to a stage.</summary>
+    internal async Task TimeAsync(JobStage stage, Func<Task> work)
+    {
+        var start = Stopwatch.GetTimestamp();
+        await work().ConfigureAwait(false);
+        AddStageTime(stage, start);
+    }
+
     /// <summary>Seconds spent in a stage so far.</summary>
     public double StageSeconds(JobStage stage) => (double)Interlocked.Read(ref _stageTicks[(int)stage]) / Stopwatch.Frequency;
 
