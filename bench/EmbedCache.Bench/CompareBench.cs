@@ -177,11 +177,11 @@ public sealed partial class CompareBench : IBench
             // to avoid; its forward pass dominates) and the tiny mlp (which measures the fill pipeline itself).
             // Both sides first encode the val split unmeasured (the first forward passes allocate libtorch's buffers and
             // JIT the tokenizer), then the train split is timed.
-            await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: 1, split: "val");
+            await PrewarmAsync(client, "text2", "random-minilm", MiniLmBatch, token, workers: 1, split: "val");
             // The bare encoder runs before and after the prewarm and the two are averaged, so a drift in the host's
             // speed during the comparison falls on both sides.
             var bareBefore = BareMiniLm(dataRoot, MiniLmBatch, token);
-            var text = await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: 1, split: "train");
+            var text = await PrewarmAsync(client, "text2", "random-minilm", MiniLmBatch, token, workers: 1, split: "train");
             var bareAfter = BareMiniLm(dataRoot, MiniLmBatch, token);
             var bareText = (bareBefore + bareAfter) / 2;
             _extra.Add(FormattableString.Invariant(
@@ -253,7 +253,7 @@ public sealed partial class CompareBench : IBench
 
     private static string[] Encoder(string name, string tier, string dtype, int batch) =>
     [
-        $"--EmbedCache:Encoders:{name}:Kind=mlp", $"--EmbedCache:Encoders:{name}:Dim={Dim}", $"--EmbedCache:Encoders:{name}:Tier={tier}",
+        $"--EmbedCache:Encoders:{name}:Kind=random-mlp", $"--EmbedCache:Encoders:{name}:Dim={Dim}", $"--EmbedCache:Encoders:{name}:Tier={tier}",
         $"--EmbedCache:Encoders:{name}:DType={dtype}", $"--EmbedCache:Encoders:{name}:BatchSize={batch}",
     ];
 
@@ -612,9 +612,9 @@ public sealed partial class CompareBench : IBench
         string[] Sentences(string split) => File.ReadLines(Path.Combine(dataRoot, "text2", split + ".jsonl"))
             .Select(l => JsonDocument.Parse(l).RootElement.GetProperty("text").GetString()!)
             .ToArray();
-        var options = EncoderRegistry.Defaults()["minilm"];
+        var options = EncoderRegistry.Defaults()["random-minilm"];
         options.BatchSize = batch;
-        using var encoder = EncoderRegistry.CreateEncoder("minilm", options);
+        using var encoder = EncoderRegistry.CreateEncoder("random-minilm", options);
         var output = new float[batch * encoder.Dim];
         void EncodeAll(string[] sentences)
         {
@@ -638,9 +638,9 @@ public sealed partial class CompareBench : IBench
     {
         var epochs = s.TrainEpochs.ToString(CultureInfo.InvariantCulture);
         var cached = await RunTrainerAsync(trainerDll, Path.Combine(root, "train-cached"),
-            ["train", "--dataset", "text", "--encoder", "minilm", "--epochs", epochs, "--service", service.ToString().TrimEnd('/')], token);
+            ["train", "--dataset", "text", "--encoder", "random-minilm", "--epochs", epochs, "--service", service.ToString().TrimEnd('/')], token);
         var local = await RunTrainerAsync(trainerDll, Path.Combine(root, "train-local"),
-            ["train", "--dataset", "text", "--encoder", "minilm", "--epochs", epochs, "--no-cache", "--data-root", dataRoot], token);
+            ["train", "--dataset", "text", "--encoder", "random-minilm", "--epochs", epochs, "--no-cache", "--data-root", dataRoot], token);
         _extra.Add(FormattableString.Invariant(
             $"| training, {s.TrainEpochs} epochs, minilm (6 layers, 384), {s.Sentences} + {s.Sentences / 3} sentences: cached (service) | {cached.Wall:0.0} s wall; epochs {cached.Epochs} s | `--no-cache` (encode every epoch, in process): {local.Wall:0.0} s wall; epochs {local.Epochs} s | **{local.Wall / cached.Wall:0.0}×** wall, **{local.Steady / cached.Steady:0.0}×** per steady epoch |"));
     }

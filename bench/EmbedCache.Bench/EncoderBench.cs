@@ -20,7 +20,7 @@ public sealed class EncoderBench : IBench
     {
         var seconds = 5.0;
         int[] batches = [1, 32, 256];
-        var names = new[] { "minilm", "convnet", "mlp" };
+        var names = new[] { "random-minilm", "random-convnet", "random-mlp" };
         var threads = 0;
         for (var i = 0; i + 1 < args.Length; i += 2)
         {
@@ -37,7 +37,7 @@ public sealed class EncoderBench : IBench
         }
 
         // The first encoder sets torch.set_num_threads(cores); --threads overrides it afterwards.
-        EncoderRegistry.CreateEncoder("probe", EncoderRegistry.Defaults()["mlp"]).Dispose();
+        EncoderRegistry.CreateEncoder("probe", EncoderRegistry.Defaults()["random-mlp"]).Dispose();
         if (threads > 0)
             TorchSharp.torch.set_num_threads(threads);
         Console.WriteLine($"Machine: {MachineInfo.Describe()}; load average at start {LoadAverage()}");

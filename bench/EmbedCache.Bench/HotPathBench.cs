@@ -76,10 +76,10 @@ public sealed partial class CompareBench
 
                     break;
                 case "prewarm":
-                    await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: clients, split: "val");
+                    await PrewarmAsync(client, "text2", "random-minilm", MiniLmBatch, token, workers: clients, split: "val");
                     Console.WriteLine("warm");
                     Console.Out.Flush();
-                    var timed = await PrewarmAsync(client, "text2", "minilm", MiniLmBatch, token, workers: clients, split: "train");
+                    var timed = await PrewarmAsync(client, "text2", "random-minilm", MiniLmBatch, token, workers: clients, split: "train");
                     var bare = BareMiniLm(dataRoot, MiniLmBatch, token);
                     Log($"prewarm minilm, {clients} workers: {timed.Wall:N1} items/s; bare encoder {bare:N1} items/s ({100 * timed.Wall / bare:0}%)");
                     break;

@@ -21,11 +21,11 @@ public sealed class CliTests
 
         var encoders = await Cli(service, "encoders");
         Succeeded(encoders);
-        var mlpRow = Regex.Match(encoders.Output, @"^mlp\s+(?<fp>[0-9a-f]{32})\s+128\s+float32\s+cpu\s+floatvector", RegexOptions.Multiline);
+        var mlpRow = Regex.Match(encoders.Output, @"^random-mlp\s+(?<fp>[0-9a-f]{32})\s+128\s+float32\s+cpu\s+floatvector", RegexOptions.Multiline);
         Assert.True(mlpRow.Success, encoders.Output);
         Assert.StartsWith("encoder", encoders.Output, StringComparison.Ordinal);
 
-        var prewarm = await Cli(service, "prewarm", "digits", "--split", "train", "--encoder", "mlp", "--batch-size", "128", "--workers", "2");
+        var prewarm = await Cli(service, "prewarm", "digits", "--split", "train", "--encoder", "random-mlp", "--batch-size", "128", "--workers", "2");
         Succeeded(prewarm);
         Assert.Matches(@"\[#{30}\] 1438/1438 \(100", prewarm.Output);
         var done = Regex.Match(prewarm.Output, @"job (?<id>\S+) completed: 1438/1438 processed, 1438 encoded, 0 already cached, 1438 committed");
@@ -33,14 +33,14 @@ public sealed class CliTests
 
         var jobs = await Cli(service, "jobs");
         Succeeded(jobs);
-        Assert.Matches($@"(?m)^{done.Groups["id"].Value}\s+completed\s+digits\s+mlp\s+1438/1438\s+1438\s+0\s+1438", jobs.Output);
+        Assert.Matches($@"(?m)^{done.Groups["id"].Value}\s+completed\s+digits\s+random-mlp\s+1438/1438\s+1438\s+0\s+1438", jobs.Output);
 
-        var lookup = await Cli(service, "lookup", "digits", "train", "0", "7", "--encoder", "mlp", "--labels");
+        var lookup = await Cli(service, "lookup", "digits", "train", "0", "7", "--encoder", "random-mlp", "--labels");
         Succeeded(lookup);
-        Assert.Matches(@"(?m)^mlp\[0\] label \d+: -?\d\.\d{4} ", lookup.Output);
-        Assert.Matches(@"(?m)^mlp\[7\] label \d+: -?\d\.\d{4} ", lookup.Output);
+        Assert.Matches(@"(?m)^random-mlp\[0\] label \d+: -?\d\.\d{4} ", lookup.Output);
+        Assert.Matches(@"(?m)^random-mlp\[7\] label \d+: -?\d\.\d{4} ", lookup.Output);
 
-        var stream = await Cli(service, "stream", "digits", "train", "--encoder", "mlp", "--batch-size", "500", "--shuffle", "--seed", "3");
+        var stream = await Cli(service, "stream", "digits", "train", "--encoder", "random-mlp", "--batch-size", "500", "--shuffle", "--seed", "3");
         Succeeded(stream);
         Assert.Equal(3, Regex.Count(stream.Output, @"(?m)^batch at \d+/1438: \d+ items"));
         Assert.Matches(@"(?m)^1438 items, ", stream.Output);
@@ -48,18 +48,18 @@ public sealed class CliTests
         var stats = await Cli(service, "stats");
         Succeeded(stats);
         // Two looked up, then the whole split streamed: every one a hit.
-        Assert.True(Regex.IsMatch(stats.Output, $@"(?m)^mlp\s+{mlpRow.Groups["fp"].Value}\s+cpu\s+{TrainItems}\s+\S+ \S+\s+\S+ \S+\s+{TrainItems + 2}\s+0\s+100\.0%\s+{TrainItems}"), stats.Output);
+        Assert.True(Regex.IsMatch(stats.Output, $@"(?m)^random-mlp\s+{mlpRow.Groups["fp"].Value}\s+cpu\s+{TrainItems}\s+\S+ \S+\s+\S+ \S+\s+{TrainItems + 2}\s+0\s+100\.0%\s+{TrainItems}"), stats.Output);
         Assert.Matches(@"uptime \d+s; last checkpoint \d{4}-", stats.Output);
 
         var checkpoint = await Cli(service, "checkpoint");
         Succeeded(checkpoint);
         Assert.Matches(@"^checkpoint \d+ in \d+\.\d ms", checkpoint.Output);
 
-        var drop = await Cli(service, "drop", "--encoder", "mlp");
+        var drop = await Cli(service, "drop", "--encoder", "random-mlp");
         Succeeded(drop);
         Assert.Matches($@"^dropped {TrainItems} items, reclaimed ", drop.Output);
-        var after = await Cli(service, "lookup", "digits", "train", "0", "--encoder", "mlp");
-        Assert.Contains("mlp[0]: not cached", after.Output, StringComparison.Ordinal);
+        var after = await Cli(service, "lookup", "digits", "train", "0", "--encoder", "random-mlp");
+        Assert.Contains("random-mlp[0]: not cached", after.Output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -75,7 +75,7 @@ public sealed class CliTests
         File.Copy(Path.Combine(digits, "val.csv"), Path.Combine(big, "val.csv"));
         await using var service = await InProcessService.StartAsync(null, $"--EmbedCache:DataRoot={data.Path}", "--EmbedCache:Datasets:big=big");
 
-        var started = await Cli(service, "prewarm", "big", "--split", "train", "--encoder", "mlp", "--batch-size", "1", "--workers", "1", "--detach");
+        var started = await Cli(service, "prewarm", "big", "--split", "train", "--encoder", "random-mlp", "--batch-size", "1", "--workers", "1", "--detach");
         Succeeded(started);
         var id = Regex.Match(started.Output, @"^job (\S+) started").Groups[1].Value;
         Assert.NotEmpty(id);

@@ -7,7 +7,7 @@ namespace EmbedCache.CacheService.Tests;
 /// <summary>The client library against the real service.</summary>
 public sealed class ClientTests
 {
-    private const string Mlp = "mlp";
+    private const string Mlp = "random-mlp";
 
     private static float[] Item(int i) => Contract.Vector(64, i + 1000);
 
@@ -62,8 +62,8 @@ public sealed class ClientTests
         using var client = new EmbedCacheClient(service.Channel);
         var features = KeyExtractors.Texts(["a sentence", "another one"]);
 
-        await client.LookupAsync(["minilm"], KeyExtractors.ContentFromFeatures(), features);
-        var byClientHash = await client.LookupAsync(["minilm"], KeyExtractors.Content(features));
+        await client.LookupAsync(["random-minilm"], KeyExtractors.ContentFromFeatures(), features);
+        var byClientHash = await client.LookupAsync(["random-minilm"], KeyExtractors.Content(features));
 
         Assert.Equal(2, Embeddings.CountFound(byClientHash.Results[0].Found, 2));
     }
@@ -72,7 +72,7 @@ public sealed class ClientTests
     public async Task Float16Encoder_ClientConvertsRowsToFloat32()
     {
         await using var service = await InProcessService.StartAsync(null,
-            "--EmbedCache:Encoders:half:Kind=mlp", "--EmbedCache:Encoders:half:DType=Float16");
+            "--EmbedCache:Encoders:half:Kind=random-mlp", "--EmbedCache:Encoders:half:DType=Float16");
         using var client = new EmbedCacheClient(service.Channel);
         var features = KeyExtractors.Tensors(Item(1), 64);
 

@@ -16,7 +16,7 @@ namespace EmbedCache.CacheService.Tests;
 /// </summary>
 public sealed class CrashHarnessTests(ITestOutputHelper output)
 {
-    private const string Writer = "mlp";
+    private const string Writer = "random-mlp";
     private const int TrainItems = 1438;
     private const int PrewarmBatch = 4;
     private static readonly bool Long = Environment.GetEnvironmentVariable("EMBEDCACHE_LONG") == "1";
@@ -33,7 +33,7 @@ public sealed class CrashHarnessTests(ITestOutputHelper output)
         [
             "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}",
             "--EmbedCache:Jobs:CheckpointIntervalSeconds=1",
-            .. Enumerable.Range(0, rounds).SelectMany(r => new[] { $"--EmbedCache:Encoders:{Encoder(r)}:Kind=mlp", $"--EmbedCache:Encoders:{Encoder(r)}:Seed={1000 + r}" }),
+            .. Enumerable.Range(0, rounds).SelectMany(r => new[] { $"--EmbedCache:Encoders:{Encoder(r)}:Kind=random-mlp", $"--EmbedCache:Encoders:{Encoder(r)}:Seed={1000 + r}" }),
         ];
 
         var reference = await ReferenceEmbeddingsAsync(rounds);
@@ -127,7 +127,7 @@ public sealed class CrashHarnessTests(ITestOutputHelper output)
     /// <summary>What each round's namespace must hold: the same encoders in a clean in-process service (they are deterministic).</summary>
     private static async Task<List<byte[][]>> ReferenceEmbeddingsAsync(int rounds)
     {
-        var args = Enumerable.Range(0, rounds).SelectMany(r => new[] { $"--EmbedCache:Encoders:{Encoder(r)}:Kind=mlp", $"--EmbedCache:Encoders:{Encoder(r)}:Seed={1000 + r}" }).ToArray();
+        var args = Enumerable.Range(0, rounds).SelectMany(r => new[] { $"--EmbedCache:Encoders:{Encoder(r)}:Kind=random-mlp", $"--EmbedCache:Encoders:{Encoder(r)}:Seed={1000 + r}" }).ToArray();
         await using var service = await InProcessService.StartAsync(null, args);
         var c = new Contract(service.Channel);
         var all = new List<byte[][]>();

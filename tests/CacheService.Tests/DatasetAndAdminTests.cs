@@ -8,7 +8,7 @@ namespace EmbedCache.CacheService.Tests;
 /// <summary>Prewarm jobs, StreamDataset and the admin RPCs, on the shipped digits dataset.</summary>
 public sealed class DatasetAndAdminTests
 {
-    private const string Mlp = "mlp";
+    private const string Mlp = "random-mlp";
     private const int TrainItems = 1438;
 
     private static PrewarmRequest DigitsTrain(params string[] encoders)
@@ -87,7 +87,7 @@ public sealed class DatasetAndAdminTests
         var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", BatchSize = 100, Shuffle = true, Seed = 11, Epoch = 1, IncludeLabels = true };
         request.Encoders.Add(Mlp);
         var other = new PrewarmRequest { Dataset = "texts", BatchSize = 16 };
-        other.Encoders.Add("minilm");
+        other.Encoders.Add("random-minilm");
 
         var a = ReadAll(new Contract(service.Channel), request);
         var b = ReadAll(new Contract(service.Channel), request);
@@ -130,7 +130,7 @@ public sealed class DatasetAndAdminTests
         Assert.Equal(StatusCode.NotFound, await Contract.StatusOf(() => Start(new PrewarmRequest { Dataset = "nope" })));
         Assert.Equal(StatusCode.InvalidArgument, await Contract.StatusOf(() => Start(new PrewarmRequest { Dataset = "../../etc" })));
         Assert.Equal(StatusCode.NotFound, await Contract.StatusOf(() => Start(DigitsTrain("nope"))));
-        Assert.Equal(StatusCode.InvalidArgument, await Contract.StatusOf(() => Start(DigitsTrain("minilm"))));
+        Assert.Equal(StatusCode.InvalidArgument, await Contract.StatusOf(() => Start(DigitsTrain("random-minilm"))));
         var badSplit = DigitsTrain(Mlp);
         badSplit.Splits.Add("test");
         Assert.Equal(StatusCode.InvalidArgument, await Contract.StatusOf(() => Start(badSplit)));

@@ -18,7 +18,7 @@ namespace EmbedCache.CacheService.Tests;
 /// </summary>
 public sealed class FuzzTests(ITestOutputHelper output)
 {
-    private const string Mlp = "mlp";
+    private const string Mlp = "random-mlp";
     private static readonly bool Long = Environment.GetEnvironmentVariable("EMBEDCACHE_LONG") == "1";
 
     [Theory]

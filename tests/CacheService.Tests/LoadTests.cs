@@ -29,13 +29,13 @@ public sealed class LoadTests(ITestOutputHelper output)
         using var child = ChildProcess.Start(RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService"),
         [
             "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}",
-            "--EmbedCache:Encoders:background:Kind=mlp", "--EmbedCache:Encoders:background:Seed=7",
+            "--EmbedCache:Encoders:background:Kind=random-mlp", "--EmbedCache:Encoders:background:Seed=7",
         ]);
         using var channel = GrpcChannel.ForAddress((await child.WaitForListeningAsync()).Grpc);
         var c = new Contract(channel);
-        var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 128, Workers = 2, Splits = { "train" }, Encoders = { "mlp" } };
+        var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 128, Workers = 2, Splits = { "train" }, Encoders = { "random-mlp" } };
         Assert.Equal(JobState.Completed, (await Contract.PrewarmToEndAsync(c.Admin, fill))[^1].State);
-        var expected = (await c.Cache.LookupAsync(Contract.Positional("mlp", "digits", "train", [.. Enumerable.Range(0, TrainItems).Select(i => (ulong)i)]))).Results[0].Embeddings.ToByteArray();
+        var expected = (await c.Cache.LookupAsync(Contract.Positional("random-mlp", "digits", "train", [.. Enumerable.Range(0, TrainItems).Select(i => (ulong)i)]))).Results[0].Embeddings.ToByteArray();
         var row = expected.Length / TrainItems;
 
         using var stop = new CancellationTokenSource(duration);
@@ -69,7 +69,7 @@ public sealed class LoadTests(ITestOutputHelper output)
             while (!stop.IsCancellationRequested)
             {
                 var indices = Enumerable.Range(0, BatchKeys).Select(_ => (ulong)random.Next(TrainItems)).ToArray();
-                var request = Contract.Positional("mlp", "digits", "train", indices);
+                var request = Contract.Positional("random-mlp", "digits", "train", indices);
                 request.RequestId = ++id;
                 var clock = Stopwatch.GetTimestamp();
                 try

@@ -7,7 +7,7 @@ namespace EmbedCache.CacheService.Tests;
 /// <summary>/metrics over HTTP after real traffic: every series the ops docs name is there with the values the traffic implies.</summary>
 public sealed partial class MetricsTests
 {
-    private const string Mlp = "mlp";
+    private const string Mlp = "random-mlp";
     private const int TrainItems = 1438;
 
     [Fact]

@@ -15,7 +15,7 @@ public sealed class PooledBatchTests
         new Random(1).NextBytes(rows);
         batch.Results.Add(new EncoderEmbeddings
         {
-            Encoder = "mlp", Fingerprint = "f00d", Dim = 8, Dtype = DType.Float32, Found = ByteString.CopyFrom(0x1F), Embeddings = ByteString.CopyFrom(rows), Encoded = 2,
+            Encoder = "random-mlp", Fingerprint = "f00d", Dim = 8, Dtype = DType.Float32, Found = ByteString.CopyFrom(0x1F), Embeddings = ByteString.CopyFrom(rows), Encoded = 2,
         });
         batch.Results.Add(new EncoderEmbeddings { Encoder = "ünï", Dim = 4, Dtype = DType.Float16, Found = ByteString.CopyFrom(0x00), Embeddings = ByteString.CopyFrom(new byte[40]) });
         return batch;
@@ -70,9 +70,9 @@ public sealed class PooledBatchTests
     {
         await using var service = await InProcessService.StartAsync();
         using var client = new EmbedCacheClient(service.Channel);
-        var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Workers = 2, Splits = { "train" }, Encoders = { "mlp" } };
+        var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Workers = 2, Splits = { "train" }, Encoders = { "random-mlp" } };
         await Contract.PrewarmToEndAsync(new CacheAdmin.CacheAdminClient(service.Channel), fill);
-        var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { "mlp" }, BatchSize = 100, Shuffle = true, Seed = 3, Epoch = 1, IncludeLabels = true };
+        var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { "random-mlp" }, BatchSize = 100, Shuffle = true, Seed = 3, Epoch = 1, IncludeLabels = true };
 
         var copied = new List<DatasetBatch>();
         await foreach (var b in client.StreamEpochAsync(request))
@@ -108,7 +108,7 @@ public sealed class PooledBatchTests
     {
         await using var service = await InProcessService.StartAsync();
         using var client = new EmbedCacheClient(service.Channel);
-        var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Splits = { "train" }, Encoders = { "mlp" } };
+        var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Splits = { "train" }, Encoders = { "random-mlp" } };
         await Contract.PrewarmToEndAsync(new CacheAdmin.CacheAdminClient(service.Channel), fill);
 
         LookupRequest Request(int round)
@@ -117,7 +117,7 @@ public sealed class PooledBatchTests
             var keys = new PositionalKeys { Dataset = "digits", Split = "train" };
             for (var i = 0; i < 64; i++)
                 keys.Indices.Add((ulong)(round * 61 + i * 7) % 1438UL + (round % 3 == 2 && i % 4 == 0 ? 10_000UL : 0));
-            return new LookupRequest { Keys = new KeyBatch { Positional = keys }, Encoders = { "mlp" }, IncludeLabels = true };
+            return new LookupRequest { Keys = new KeyBatch { Positional = keys }, Encoders = { "random-mlp" }, IncludeLabels = true };
         }
 
         var copied = new List<LookupResponse>();

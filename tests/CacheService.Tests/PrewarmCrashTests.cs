@@ -23,7 +23,7 @@ public sealed class PrewarmCrashTests
             "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}",
             $"--EmbedCache:DataRoot={dir.Combine("data")}", "--EmbedCache:Jobs:CheckpointIntervalSeconds=1",
             // A full-length text encoder: slow enough on two cores to be killed halfway.
-            "--EmbedCache:Encoders:text:Kind=minilm", "--EmbedCache:Encoders:text:MaxLength=128", "--EmbedCache:Encoders:text:Seed=7",
+            "--EmbedCache:Encoders:text:Kind=random-minilm", "--EmbedCache:Encoders:text:MaxLength=128", "--EmbedCache:Encoders:text:Seed=7",
         ];
         var request = new PrewarmRequest { Dataset = "texts", BatchSize = 8, Workers = 1 };
         request.Encoders.Add("text");
@@ -82,7 +82,7 @@ public sealed class PrewarmCrashTests
         using (var first = ChildProcess.Start(ServiceDll, args))
         {
             using var client = new EmbedCacheClient((await first.WaitForListeningAsync()).Grpc);
-            await foreach (var p in client.PrewarmAsync(new PrewarmRequest { Dataset = "digits", Splits = { "train" }, Encoders = { "mlp" }, Follow = true }))
+            await foreach (var p in client.PrewarmAsync(new PrewarmRequest { Dataset = "digits", Splits = { "train" }, Encoders = { "random-mlp" }, Follow = true }))
                 done = p;
             first.Terminate();
             Assert.Equal(0, await first.WaitForExitAsync("the service to stop"));
@@ -99,7 +99,7 @@ public sealed class PrewarmCrashTests
             Assert.Equal(JobState.Completed, listed.State);
             Assert.Equal(done.Message, listed.Message);
             Assert.Equal((done.Total, done.Processed, done.Encoded, done.Skipped, done.Committed), (listed.Total, listed.Processed, listed.Encoded, listed.Skipped, listed.Committed));
-            Assert.Equal(["mlp"], listed.Encoders);
+            Assert.Equal(["random-mlp"], listed.Encoders);
             Assert.Equal("digits", listed.Dataset);
         }
 

@@ -23,7 +23,7 @@ public sealed class SaveDirFaultTests
         using (var first = ChildProcess.Start(ServiceDll, args))
         {
             using var channel = GrpcChannel.ForAddress((await first.WaitForListeningAsync()).Grpc);
-            var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 128, Workers = 2, Splits = { "train" }, Encoders = { "mlp" } };
+            var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 128, Workers = 2, Splits = { "train" }, Encoders = { "random-mlp" } };
             Assert.Equal(JobState.Completed, (await Contract.PrewarmToEndAsync(new Contract(channel).Admin, fill))[^1].State);
             first.Terminate();
             Assert.Equal(0, await first.WaitForExitAsync("the service to stop"));
@@ -73,7 +73,7 @@ public sealed class SaveDirFaultTests
         var save = dir.Combine("save");
         await using (var service = await InProcessService.StartAsync(save))
         {
-            var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Workers = 1, Splits = { "val" }, Encoders = { "mlp" } };
+            var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Workers = 1, Splits = { "val" }, Encoders = { "random-mlp" } };
             Assert.Equal(JobState.Completed, (await Contract.PrewarmToEndAsync(new Contract(service.Channel).Admin, fill))[^1].State);
         }
 
@@ -117,13 +117,13 @@ public sealed class SaveDirFaultTests
             await using (var service = await InProcessService.StartAsync(save))
             {
                 var c = new Contract(service.Channel);
-                var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 128, Workers = 2, Splits = { "train" }, Encoders = { "mlp" } };
+                var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 128, Workers = 2, Splits = { "train" }, Encoders = { "random-mlp" } };
                 Assert.Equal(JobState.Completed, (await Contract.PrewarmToEndAsync(c.Admin, fill))[^1].State);
                 before = await ReadSplitAsync(c);
 
                 var filler = Path.Combine(mount, "filler");
                 await FillAsync(filler);
-                var write = Contract.Custom("mlp", keys);
+                var write = Contract.Custom("random-mlp", keys);
                 write.Features = Contract.Vectors(dim, Enumerable.Range(0, keys.Length).Select(i => Contract.Vector(dim, i)).ToArray());
                 var readThrough = await c.Cache.LookupAsync(write, deadline: DateTime.UtcNow.AddSeconds(20));
                 written = readThrough.Results[0].Embeddings.ToByteArray();
@@ -154,7 +154,7 @@ public sealed class SaveDirFaultTests
             await using var restarted = await InProcessService.StartAsync(save);
             var again = new Contract(restarted.Channel);
             Assert.Equal(before, await ReadSplitAsync(again));
-            var lookup = await again.Cache.LookupAsync(Contract.Custom("mlp", keys));
+            var lookup = await again.Cache.LookupAsync(Contract.Custom("random-mlp", keys));
             Assert.Equal(written, lookup.Results[0].Embeddings.ToByteArray());
             Assert.All(lookup.Results[0].Found.ToByteArray(), b => Assert.Equal(0xFF, b));
         }
@@ -191,7 +191,7 @@ public sealed class SaveDirFaultTests
 
     private static async Task<byte[]> ReadSplitAsync(Contract c)
     {
-        var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", BatchSize = 512, Encoders = { "mlp" } };
+        var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", BatchSize = 512, Encoders = { "random-mlp" } };
         using var call = c.Cache.StreamDataset(request);
         var all = new List<byte>();
         await foreach (var batch in call.ResponseStream.ReadAllAsync())

@@ -37,7 +37,7 @@ public sealed class SecurityTests
         Assert.Equal(StatusCode.OK, await Contract.StatusOf(() => c.Cache.ListEncodersAsync(list, Bearer(AdminKey)).ResponseAsync));
         // Streaming calls are checked too, before any work.
         var stream = new StreamDatasetRequest { Dataset = "digits", Split = "train" };
-        stream.Encoders.Add("mlp");
+        stream.Encoders.Add("random-mlp");
         Assert.Equal(StatusCode.Unauthenticated, await Contract.StatusOf(async () =>
         {
             using var call = c.Cache.StreamDataset(stream);
@@ -191,17 +191,17 @@ public sealed class SecurityTests
 
         async Task<RpcException> Fails(LookupRequest r) => await Assert.ThrowsAsync<RpcException>(() => c.Cache.LookupAsync(r).ResponseAsync);
 
-        var tooBig = Contract.Custom("mlp", "a");
+        var tooBig = Contract.Custom("random-mlp", "a");
         tooBig.Features = new FeatureBatch { Tensor = new TensorFeatures { Data = Google.Protobuf.ByteString.CopyFrom(new byte[100_000]), ItemShape = { 25_000 } } };
         Assert.Equal(StatusCode.ResourceExhausted, (await Fails(tooBig)).StatusCode);
 
-        var features = Contract.Custom("mlp", "a");
+        var features = Contract.Custom("random-mlp", "a");
         features.Features = new FeatureBatch { Tensor = new TensorFeatures { Data = Google.Protobuf.ByteString.CopyFrom(new byte[8192]), ItemShape = { 2048 } } };
         var e = await Fails(features);
         Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
         Assert.Contains("Limits:MaxFeatureBytesPerRequest", e.Status.Detail, StringComparison.Ordinal);
 
-        var keys = await Fails(Contract.Custom("mlp", Enumerable.Range(0, 101).Select(i => $"k{i}").ToArray()));
+        var keys = await Fails(Contract.Custom("random-mlp", Enumerable.Range(0, 101).Select(i => $"k{i}").ToArray()));
         Assert.Equal(StatusCode.ResourceExhausted, keys.StatusCode);
         Assert.Contains("limit is 100", keys.Status.Detail, StringComparison.Ordinal);
 
@@ -210,7 +210,7 @@ public sealed class SecurityTests
         for (var i = 0; i < 2; i++)
         {
             var call = c.Cache.GetEmbeddings();
-            await call.RequestStream.WriteAsync(Contract.Custom("mlp", "a"));
+            await call.RequestStream.WriteAsync(Contract.Custom("random-mlp", "a"));
             Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
             open.Add(call);
         }
@@ -220,7 +220,7 @@ public sealed class SecurityTests
             using var third = c.Cache.GetEmbeddings();
             return await Contract.StatusOf(async () =>
             {
-                await third.RequestStream.WriteAsync(Contract.Custom("mlp", "a"));
+                await third.RequestStream.WriteAsync(Contract.Custom("random-mlp", "a"));
                 await third.ResponseStream.MoveNext(CancellationToken.None);
             });
         }

@@ -9,7 +9,7 @@ namespace EmbedCache.CacheService.Tests;
 /// <summary>The status page at / and the /api/status document it polls.</summary>
 public sealed class StatusPageTests
 {
-    private const string Mlp = "mlp";
+    private const string Mlp = "random-mlp";
 
     private static PrewarmRequest DigitsTrain()
     {

@@ -7,7 +7,7 @@ namespace EmbedCache.CacheService.Tests;
 /// <summary>The EmbeddingCache service over a real loopback channel.</summary>
 public sealed class TrainerApiTests
 {
-    private const string Mlp = "mlp";
+    private const string Mlp = "random-mlp";
 
     [Fact]
     public async Task ListEncoders_ReturnsTheBuiltInDefaults()
@@ -17,11 +17,11 @@ public sealed class TrainerApiTests
 
         var encoders = (await contract.Cache.ListEncodersAsync(new ListEncodersRequest())).Encoders;
 
-        Assert.Equal(["convnet", "minilm", "mlp"], encoders.Select(e => e.Name));
+        Assert.Equal(["random-convnet", "random-minilm", "random-mlp"], encoders.Select(e => e.Name));
         Assert.All(encoders, e => Assert.Matches("^[0-9a-f]{32}$", e.Fingerprint));
         Assert.All(encoders, e => Assert.Equal(DType.Float32, e.Dtype));
         Assert.All(encoders, e => Assert.Equal(Tier.Cpu, e.Tier));
-        var minilm = encoders.Single(e => e.Name == "minilm");
+        var minilm = encoders.Single(e => e.Name == "random-minilm");
         Assert.Equal(384u, minilm.Dim);
         Assert.Equal(InputKind.Text, minilm.InputKind);
         Assert.Equal(InputKind.FloatVector, encoders.Single(e => e.Name == Mlp).InputKind);
@@ -67,7 +67,7 @@ public sealed class TrainerApiTests
         await using var service = await InProcessService.StartAsync();
         var contract = new Contract(service.Channel);
         var request = new LookupRequest { Keys = new KeyBatch { Content = new ContentKeys() }, Features = Contract.Texts("the same words", "other words") };
-        request.Encoders.Add("minilm");
+        request.Encoders.Add("random-minilm");
 
         var first = (await contract.Cache.LookupAsync(request)).Results[0];
         var second = (await contract.Cache.LookupAsync(request)).Results[0];
@@ -165,7 +165,7 @@ public sealed class TrainerApiTests
         ragged.Encoders.Add(Mlp);
         Assert.Equal(StatusCode.InvalidArgument, (await Fails(ragged)).StatusCode);
 
-        var wrongKind = Contract.Custom("minilm", "a");
+        var wrongKind = Contract.Custom("random-minilm", "a");
         wrongKind.Features = Contract.Vectors(dim, Contract.Vector(dim, 0));
         Assert.Equal(StatusCode.InvalidArgument, (await Fails(wrongKind)).StatusCode);
 

@@ -30,10 +30,10 @@ public sealed class ContainerTests(DeployImages images)
         {
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{httpPort}") };
             Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri("/healthz", UriKind.Relative))).StatusCode);
-            Assert.Contains("\"name\":\"mlp\"", await http.GetStringAsync(new Uri("/api/status", UriKind.Relative)), StringComparison.Ordinal);
+            Assert.Contains("\"name\":\"random-mlp\"", await http.GetStringAsync(new Uri("/api/status", UriKind.Relative)), StringComparison.Ordinal);
 
             firstRun = await TrainAsync(grpcPort, epochs: 2);
-            Assert.Contains("cached: digits/mlp dim 128", firstRun, StringComparison.Ordinal);
+            Assert.Contains("cached: digits/random-mlp dim 128", firstRun, StringComparison.Ordinal);
             Assert.Contains("encoded 1797, already cached 0", firstRun, StringComparison.Ordinal);
             Assert.Contains("epoch 2/2", firstRun, StringComparison.Ordinal);
 
@@ -80,7 +80,7 @@ public sealed class ContainerTests(DeployImages images)
         await using var trainer = new ContainerBuilder(DeployImages.Trainer)
             .WithCreateParameterModifier(p => p.HostConfig!.NetworkMode = "host")
             .WithEnvironment("EMBEDCACHE_SERVICE", $"http://127.0.0.1:{grpcPort}")
-            .WithCommand("train", "--dataset", "digits", "--encoder", "mlp", "--epochs", epochs.ToString(System.Globalization.CultureInfo.InvariantCulture), "--out", "/out/run")
+            .WithCommand("train", "--dataset", "digits", "--encoder", "random-mlp", "--epochs", epochs.ToString(System.Globalization.CultureInfo.InvariantCulture), "--out", "/out/run")
             .Build();
         await trainer.StartAsync();
         var exit = await Until.ForAsync(trainer.GetExitCodeAsync(), "the trainer container to exit", TimeSpan.FromMinutes(5));

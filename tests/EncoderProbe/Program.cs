@@ -36,9 +36,9 @@ static int Determinism()
 
 static int Leak(int batches)
 {
-    var options = EncoderRegistry.Defaults()["mlp"].Clone();
+    var options = EncoderRegistry.Defaults()["random-mlp"].Clone();
     options.BatchSize = 16;
-    using var encoder = EncoderRegistry.CreateEncoder("mlp", options);
+    using var encoder = EncoderRegistry.CreateEncoder("random-mlp", options);
     var batch = new TensorFeatureBatch(Values(16 * (int)encoder.InputShape[0], 7), encoder.InputShape);
     var output = new float[16 * encoder.Dim];
     for (var i = 0; i < 1000; i++)

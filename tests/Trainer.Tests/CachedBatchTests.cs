@@ -13,7 +13,7 @@ public sealed class CachedBatchTests
             BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), (Half)values[i]);
         return new EncoderEmbeddings
         {
-            Encoder = "mlp", Dim = (uint)dim, Dtype = DType.Float16, Found = ByteString.CopyFrom(found),
+            Encoder = "random-mlp", Dim = (uint)dim, Dtype = DType.Float16, Found = ByteString.CopyFrom(found),
             Embeddings = ByteString.CopyFrom(bytes), Encoded = encoded,
         };
     }
@@ -28,7 +28,7 @@ public sealed class CachedBatchTests
             Labels = new LabelBatch { Groups = new GroupLabels { GroupIds = { 3, 3, 8 } } },
         };
 
-        using var batch = CachedEmbeddingSource.ToBatch(served, "mlp", 2);
+        using var batch = CachedEmbeddingSource.ToBatch(served, "random-mlp", 2);
 
         Assert.Equal(new float[] { 1, 2, 0.5f, -1, 3, 0.25f }, batch.Rows.data<float>().ToArray());
         Assert.Equal(new long[] { 4, 1, 7 }, batch.Indices);
@@ -47,7 +47,7 @@ public sealed class CachedBatchTests
             Labels = new LabelBatch { Pairs = new PairLabels { AIndex = { 30, 10 }, BIndex = { 20, 30 }, Score = { 1, 0 }, Subgroup = { 0, 0 } } },
         };
 
-        using var batch = CachedEmbeddingSource.ToBatch(served, "mlp", 2);
+        using var batch = CachedEmbeddingSource.ToBatch(served, "random-mlp", 2);
 
         Assert.Equal(new long[] { 2, 0 }, batch.Pairs!.A);
         Assert.Equal(new long[] { 1, 2 }, batch.Pairs.B);
@@ -65,7 +65,7 @@ public sealed class CachedBatchTests
             Labels = new LabelBatch { Groups = new GroupLabels { GroupIds = { 1, 2 } } },
         };
 
-        var e = Assert.Throws<TrainerException>(() => CachedEmbeddingSource.ToBatch(served, "mlp", 2));
+        var e = Assert.Throws<TrainerException>(() => CachedEmbeddingSource.ToBatch(served, "random-mlp", 2));
 
         Assert.Contains("lacks 1 of 2", e.Message, StringComparison.Ordinal);
     }

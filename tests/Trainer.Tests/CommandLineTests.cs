@@ -9,21 +9,21 @@ public sealed class CommandLineTests
     [Fact]
     public void ParseTrain_OnlyRequired_GivesTheDocumentedDefaults()
     {
-        var o = Parse("--dataset", "digits", "--encoder", "mlp");
+        var o = Parse("--dataset", "digits", "--encoder", "random-mlp");
 
-        Assert.Equal(("digits", "mlp"), (o.Dataset, o.Encoder));
+        Assert.Equal(("digits", "random-mlp"), (o.Dataset, o.Encoder));
         Assert.Equal(new Uri("http://127.0.0.1:50051"), o.Service);
         Assert.Equal((10, 64, HeadKind.Mlp, (LossKind?)null), (o.Epochs, o.BatchSize, o.Head, o.Loss));
         Assert.False(o.NoCache);
         Assert.Null(o.DataRoot);
         Assert.Equal((1e-3, 0.5, 42UL, 5), (o.LearningRate, o.Margin, o.Seed, o.K));
-        Assert.Equal(Path.Combine("trainer-out", "digits-mlp"), o.OutDirectory);
+        Assert.Equal(Path.Combine("trainer-out", "digits-random-mlp"), o.OutDirectory);
     }
 
     [Fact]
     public void ParseTrain_EveryOption_IsRead()
     {
-        var o = Parse("--dataset=digits", "--encoder", "convnet", "--service", "http://h:1", "--epochs", "3", "--batch-size", "64",
+        var o = Parse("--dataset=digits", "--encoder", "random-convnet", "--service", "http://h:1", "--epochs", "3", "--batch-size", "64",
             "--head", "skip", "--loss", "contrastive", "--lr", "0.01", "--seed", "9", "--k", "10", "--margin", "0.3", "--out", "/tmp/x");
 
         Assert.Equal(new Uri("http://h:1"), o.Service);

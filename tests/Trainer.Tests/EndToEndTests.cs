@@ -21,7 +21,7 @@ public sealed class EndToEndTests
         var trainerDll = RepoPaths.BuiltAssembly("Trainer", "EmbedCache.Trainer");
 
         var trainers = Enumerable.Range(0, 3).Select(i => ChildProcess.Start(trainerDll,
-            ["train", "--dataset", "digits", "--encoder", "mlp", "--service", address, "--epochs", "4", "--seed", "42",
+            ["train", "--dataset", "digits", "--encoder", "random-mlp", "--service", address, "--epochs", "4", "--seed", "42",
              "--out", dir.Combine($"trainer{i}")])).ToList();
         try
         {

@@ -23,8 +23,8 @@ public sealed class LocalSourceTests
     [Fact]
     public async Task ReadAsync_DigitsTrain_EncodesEveryItemOnceWithTheServicesEncoder()
     {
-        await using var source = new LocalEmbeddingSource(DataRoot, "digits", "mlp");
-        using var reference = EncoderRegistry.CreateEncoder("mlp", EncoderRegistry.Defaults()["mlp"]);
+        await using var source = new LocalEmbeddingSource(DataRoot, "digits", "random-mlp");
+        using var reference = EncoderRegistry.CreateEncoder("random-mlp", EncoderRegistry.Defaults()["random-mlp"]);
 
         var ready = await source.PrepareAsync(["train", "val"], null, CancellationToken.None);
         var seen = new List<long>();
@@ -65,12 +65,12 @@ public sealed class LocalSourceTests
     public async Task PrepareAsync_UnknownEncoderOrDataset_NamesWhatExists()
     {
         await using var noEncoder = new LocalEmbeddingSource(DataRoot, "digits", "resnet");
-        await using var noDataset = new LocalEmbeddingSource(DataRoot, "mnist", "mlp");
+        await using var noDataset = new LocalEmbeddingSource(DataRoot, "mnist", "random-mlp");
 
         var e1 = await Assert.ThrowsAsync<TrainerException>(() => noEncoder.PrepareAsync(["train"], null, CancellationToken.None));
         var e2 = await Assert.ThrowsAsync<TrainerException>(() => noDataset.PrepareAsync(["train"], null, CancellationToken.None));
 
-        Assert.Contains("mlp", e1.Message, StringComparison.Ordinal);
+        Assert.Contains("random-mlp", e1.Message, StringComparison.Ordinal);
         Assert.Contains("mnist", e2.Message, StringComparison.Ordinal);
     }
 }

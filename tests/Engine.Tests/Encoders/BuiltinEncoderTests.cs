@@ -11,18 +11,18 @@ public sealed class BuiltinEncoderTests
     {
         using var registry = EncoderRegistry.Create(EncoderRegistry.Defaults());
 
-        Assert.Equal(["convnet", "minilm", "mlp"], registry.All.Select(e => e.Name));
-        Assert.True(registry.TryGet("minilm", out var minilm));
+        Assert.Equal(["random-convnet", "random-minilm", "random-mlp"], registry.All.Select(e => e.Name));
+        Assert.True(registry.TryGet("random-minilm", out var minilm));
         Assert.Equal(InputKind.Text, minilm.InputKind);
         Assert.Equal([128L], minilm.InputShape);
         Assert.Equal(384, minilm.Dim);
         Assert.Equal(EmbeddingDType.Float32, minilm.DType);
         Assert.Equal("builtin:minilm seed=42", minilm.Source);
-        Assert.True(registry.TryGet("convnet", out var convnet));
+        Assert.True(registry.TryGet("random-convnet", out var convnet));
         Assert.Equal(InputKind.FloatTensor, convnet.InputKind);
         Assert.Equal([3L, 32, 32], convnet.InputShape);
         Assert.Equal(256, convnet.Dim);
-        Assert.True(registry.TryGet("mlp", out var mlp));
+        Assert.True(registry.TryGet("random-mlp", out var mlp));
         Assert.Equal(InputKind.FloatVector, mlp.InputKind);
         Assert.Equal([64L], mlp.InputShape);
         Assert.Equal(128, mlp.Dim);

@@ -15,15 +15,15 @@ public sealed class EncoderOptionsTests
 
     [Theory]
     [InlineData("MaxLength", "Encoders:e:MaxLength must be between 3 and 512 (was 0)")]
-    [InlineData("Kind", "Encoders:e:Kind must be one of minilm, convnet, mlp, torchscript (was 'bert')")]
+    [InlineData("Kind", "Encoders:e:Kind must be one of random-minilm, random-convnet, random-mlp, torchscript (was 'bert')")]
     [InlineData("Heads", "Encoders:e:Heads must divide Hidden (384 is not a multiple of 5)")]
     [InlineData("BatchSize", "Encoders:e:BatchSize must be between 1 and 4096 (was 0)")]
     [InlineData("TooLong", "Encoders:e:TooLong must be one of truncate, reject (was 'cut')")]
     [InlineData("Pooling", "Encoders:e:Pooling must be one of mean, cls (was 'max')")]
-    [InlineData("ModelPath", "Encoders:e:ModelPath is not used by a minilm encoder; remove it")]
+    [InlineData("ModelPath", "Encoders:e:ModelPath is not used by a random-minilm encoder; remove it")]
     public void BadMiniLmSetting_IsReported_NamingTheKey(string key, string expected)
     {
-        var options = new EncoderOptions { Kind = "minilm" };
+        var options = new EncoderOptions { Kind = "random-minilm" };
         switch (key)
         {
             case "MaxLength": options.MaxLength = 0; break;
@@ -47,7 +47,7 @@ public sealed class EncoderOptionsTests
         Assert.Equal(["Encoders:t:InputShape must have at least one dimension, each ≥ 1 (was unset)"],
             new EncoderOptions { Kind = "torchscript", ModelPath = "/x.pt", InputKind = InputKind.FloatTensor }.Validate("t"));
         Assert.Equal(["Encoders:c:InputShape must be [channels 1..64, height 4..4096, width 4..4096] (was [32, 32])"],
-            new EncoderOptions { Kind = "convnet", InputShape = [32, 32] }.Validate("c"));
+            new EncoderOptions { Kind = "random-convnet", InputShape = [32, 32] }.Validate("c"));
     }
 
     [Fact]
@@ -55,8 +55,8 @@ public sealed class EncoderOptionsTests
     {
         var e = Assert.Throws<EncoderLoadException>(() => EncoderRegistry.Create(new Dictionary<string, EncoderOptions>
         {
-            ["a"] = new() { Kind = "mlp", Dim = 0 },
-            ["b"] = new() { Kind = "minilm", MaxLength = 1000 },
+            ["a"] = new() { Kind = "random-mlp", Dim = 0 },
+            ["b"] = new() { Kind = "random-minilm", MaxLength = 1000 },
         }));
 
         Assert.Contains("Encoders:a:Dim must be between 1 and 65536 (was 0)", e.Message, StringComparison.Ordinal);

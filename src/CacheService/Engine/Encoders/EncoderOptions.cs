@@ -8,9 +8,9 @@ namespace EmbedCache.Engine.Encoders;
 /// </summary>
 public sealed class EncoderOptions
 {
-    public const string KindMiniLm = "minilm";
-    public const string KindConvNet = "convnet";
-    public const string KindMlp = "mlp";
+    public const string KindMiniLm = "random-minilm";
+    public const string KindConvNet = "random-convnet";
+    public const string KindMlp = "random-mlp";
     public const string KindTorchScript = "torchscript";
 
     /// <summary>Largest <see cref="MaxLength"/>: the positions a built-in text encoder has.</summary>
