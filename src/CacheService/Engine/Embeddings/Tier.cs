@@ -22,4 +22,6 @@ public enum InputKind
     FloatVector = 2,
     /// <summary>A float32 tensor of fixed shape (images: C x H x W).</summary>
     FloatTensor = 3,
+    /// <summary>An encoded image (PNG or JPEG), decoded and resized by the encoder; a ready [3, H, W] float tensor is accepted too.</summary>
+    Image = 4,
 }

@@ -12,6 +12,7 @@ public sealed class EncoderOptions
     public const string KindConvNet = "random-convnet";
     public const string KindMlp = "random-mlp";
     public const string KindTorchScript = "torchscript";
+    public const string KindOnnx = "onnx";
 
     /// <summary>Largest <see cref="MaxLength"/>: the positions a built-in text encoder has.</summary>
     public const int MaxTokensLimit = 512;
@@ -19,9 +20,9 @@ public sealed class EncoderOptions
     /// <summary>Largest <see cref="BatchSize"/>.</summary>
     public const int MaxBatchSize = 4096;
 
-    private static readonly string[] Kinds = [KindMiniLm, KindConvNet, KindMlp, KindTorchScript];
+    private static readonly string[] Kinds = [KindMiniLm, KindConvNet, KindMlp, KindTorchScript, KindOnnx];
 
-    /// <summary><c>minilm</c> | <c>convnet</c> | <c>mlp</c> | <c>torchscript</c>.</summary>
+    /// <summary><c>random-minilm</c> | <c>random-convnet</c> | <c>random-mlp</c> (seeded random weights) | <c>torchscript</c> | <c>onnx</c>.</summary>
     public string Kind { get; set; } = "";
 
     /// <summary>Seed of a built-in model's weights (part of the fingerprint).</summary>
@@ -78,11 +79,69 @@ public sealed class EncoderOptions
     /// <summary>convnet: item shape C×H×W ([3, 32, 32]); mlp: [length] ([64]); torchscript tensor inputs: required.</summary>
     public long[]? InputShape { get; set; }
 
-    /// <summary>torchscript: the model file (<c>torch.jit.save</c>).</summary>
+    /// <summary>torchscript: the model file (<c>torch.jit.save</c>); onnx: the <c>.onnx</c> graph.</summary>
     public string? ModelPath { get; set; }
 
-    /// <summary>torchscript: what the model takes. Text models get (input_ids, attention_mask), both int64 [N, L].</summary>
+    /// <summary>
+    /// torchscript and onnx: what the model takes. Text models get (input_ids, attention_mask[, token_type_ids]),
+    /// int64 [N, L]; Image models get decoded, resized, normalised float32 [N, 3, H, W].
+    /// </summary>
     public InputKind? InputKind { get; set; }
+
+    /// <summary>onnx: a graph run on the input before the model (e.g. an image normalisation graph).</summary>
+    public string? PreprocessModelPath { get; set; }
+
+    /// <summary>onnx: the float input of a tensor or image model (default: the model's only float input).</summary>
+    public string? InputName { get; set; }
+
+    /// <summary>onnx text: the token-id input (default: <c>input_ids</c>, else the first int64 input).</summary>
+    public string? InputIdsName { get; set; }
+
+    /// <summary>onnx text: the mask input (default: <c>attention_mask</c> when the model has it).</summary>
+    public string? AttentionMaskName { get; set; }
+
+    /// <summary>onnx text: the segment-id input, fed zeros (default: <c>token_type_ids</c> when the model has it).</summary>
+    public string? TokenTypeIdsName { get; set; }
+
+    /// <summary>onnx: the output to embed (default: the model's first output).</summary>
+    public string? OutputName { get; set; }
+
+    /// <summary>onnx: intra-op threads of the session (default: one per core).</summary>
+    public int? Threads { get; set; }
+
+    /// <summary>onnx: graph optimisation level: <c>all</c> (default), <c>extended</c>, <c>basic</c> or <c>none</c>.</summary>
+    public string GraphOptimization { get; set; } = "all";
+
+    /// <summary>
+    /// onnx: <c>auto</c> (CUDA when the build and the host have it, else CPU with one warning), <c>cpu</c> or
+    /// <c>cuda</c> (like auto, but an error at start-up when Store:RequireGpu is set and CUDA is missing).
+    /// </summary>
+    public string Device { get; set; } = "auto";
+
+    /// <summary>onnx: the CUDA device ordinal.</summary>
+    public int DeviceId { get; set; }
+
+    /// <summary>
+    /// onnx: <c>startup</c> (default) builds the session while the service starts, so a bad model is one
+    /// start-up line; <c>first-use</c> builds it when the encoder is first needed (Dim must then be set,
+    /// and is checked against the model then).
+    /// </summary>
+    public string Load { get; set; } = "startup";
+
+    /// <summary>Image: <c>crop</c> (scale the shorter side, then centre-crop; default) or <c>stretch</c> to the input size.</summary>
+    public string Resize { get; set; } = "crop";
+
+    /// <summary>Image: pixel values 0..255 are multiplied by this (default 1/255) before Mean and Std apply.</summary>
+    public float? PixelScale { get; set; }
+
+    /// <summary>Image: per-channel mean subtracted (default ImageNet's 0.485, 0.456, 0.406, in RGB order).</summary>
+    public float[]? Mean { get; set; }
+
+    /// <summary>Image: per-channel divisor (default ImageNet's 0.229, 0.224, 0.225, in RGB order).</summary>
+    public float[]? Std { get; set; }
+
+    /// <summary>Image: channel order of the model's input, <c>rgb</c> (default) or <c>bgr</c>.</summary>
+    public string ChannelOrder { get; set; } = "rgb";
 
     /// <summary>torchscript text: <c>wordpiece</c> (needs <see cref="VocabPath"/>, the default when it is set) or <c>hashing</c>.</summary>
     public string? Tokenizer { get; set; }
@@ -92,6 +151,9 @@ public sealed class EncoderOptions
 
     /// <summary>WordPiece: lower-case before tokenizing (uncased BERT vocabularies).</summary>
     public bool LowerCase { get; set; } = true;
+
+    /// <summary>WordPiece: strip accents (NFD, drop non-spacing marks); default: as <see cref="LowerCase"/>, like BERT.</summary>
+    public bool? StripAccents { get; set; }
 
     /// <summary>Error lines naming the bad keys relative to the section, e.g. <c>Encoders:minilm:MaxLength ...</c>.</summary>
     public IEnumerable<string> Validate(string name)
@@ -153,11 +215,13 @@ public sealed class EncoderOptions
                 OneOf(errors, p, nameof(Pooling), Pooling, "none");
                 break;
             case KindTorchScript:
+            case KindOnnx:
+                var onnx = Kind == KindOnnx;
                 if (string.IsNullOrWhiteSpace(ModelPath))
-                    errors.Add($"{p}ModelPath is required for a torchscript encoder");
+                    errors.Add($"{p}ModelPath is required for a{(onnx ? "n onnx" : " torchscript")} encoder");
                 if (InputKind is not { } kind || !Enum.IsDefined(kind))
                 {
-                    errors.Add($"{p}InputKind must be Text, FloatVector or FloatTensor (was '{InputKind?.ToString() ?? "unset"}')");
+                    errors.Add($"{p}InputKind must be Text, FloatVector, FloatTensor or Image (was '{InputKind?.ToString() ?? "unset"}')");
                 }
                 else if (kind == Embeddings.InputKind.Text)
                 {
@@ -169,7 +233,22 @@ public sealed class EncoderOptions
                     if (InputShape is not null)
                         errors.Add($"{p}InputShape is not used by a text model (its shape is [MaxLength])");
                 }
-                else
+                else if (kind == Embeddings.InputKind.Image)
+                {
+                    if (InputShape is { } image && (image.Length != 3 || image[0] != 3 || image[1] < 8 || image[2] < 8 || image[1] > 4096 || image[2] > 4096))
+                        errors.Add($"{p}InputShape of an image model must be [3, height 8..4096, width 8..4096] (was {TensorFeatureBatch.FormatShape(image)})");
+                    if (!onnx && InputShape is null)
+                        errors.Add($"{p}InputShape is required for a torchscript image model, e.g. [3, 224, 224]");
+                    OneOf(errors, p, nameof(Resize), Resize, "crop", "stretch");
+                    OneOf(errors, p, nameof(ChannelOrder), ChannelOrder, "rgb", "bgr");
+                    if (PixelScale is { } scale && !(scale > 0 && float.IsFinite(scale)))
+                        errors.Add($"{p}PixelScale must be a positive number (was {scale})");
+                    if (Mean is { } mean && (mean.Length != 3 || mean.Any(m => !float.IsFinite(m))))
+                        errors.Add($"{p}Mean must have 3 finite values, one per channel (had {mean.Length})");
+                    if (Std is { } std && (std.Length != 3 || std.Any(v => !(v > 0 && float.IsFinite(v)))))
+                        errors.Add($"{p}Std must have 3 positive values, one per channel");
+                }
+                else if (!onnx || InputShape is not null)
                 {
                     var rank = kind == Embeddings.InputKind.FloatVector ? "exactly one dimension" : "at least one dimension";
                     if (InputShape is not { Length: > 0 } ts || ts.Any(d => d < 1) || (kind == Embeddings.InputKind.FloatVector && ts.Length != 1))
@@ -178,6 +257,25 @@ public sealed class EncoderOptions
 
                 OneOf(errors, p, nameof(Pooling), Pooling, "none", "cls", "mean");
                 Range(errors, p, nameof(Dim), Dim, 1, 65536);
+                if (onnx)
+                {
+                    Range(errors, p, nameof(Threads), Threads, 1, 1024);
+                    Range(errors, p, nameof(DeviceId), DeviceId, 0, 64);
+                    OneOf(errors, p, nameof(GraphOptimization), GraphOptimization, "all", "extended", "basic", "none");
+                    OneOf(errors, p, nameof(Device), Device, "auto", "cpu", "cuda");
+                    OneOf(errors, p, nameof(Load), Load, "startup", "first-use");
+                    if (Load == "first-use" && Dim is null)
+                        errors.Add($"{p}Dim is required when Load is first-use (the model is not opened at start-up to probe it)");
+                    if (Load == "first-use" && InputKind is not Embeddings.InputKind.Text && InputShape is null)
+                        errors.Add($"{p}InputShape is required when Load is first-use (the model is not opened at start-up to read it)");
+                }
+                else
+                {
+                    NotFor(errors, p, nameof(PreprocessModelPath), PreprocessModelPath);
+                    NotFor(errors, p, nameof(OutputName), OutputName);
+                    NotFor(errors, p, nameof(InputName), InputName);
+                }
+
                 break;
         }
 
@@ -227,6 +325,7 @@ public sealed class EncoderOptions
                     Dim = Dim ?? 128,
                 };
             case KindTorchScript:
+            case KindOnnx:
                 var kind = InputKind ?? Embeddings.InputKind.FloatTensor;
                 return Base(kind, kind == Embeddings.InputKind.Text ? [MaxLength] : InputShape ?? [], "none") with
                 {
@@ -255,6 +354,21 @@ public sealed class EncoderOptions
         ModelPath = ModelPath,
         VocabPath = VocabPath,
         LowerCase = LowerCase,
+        StripAccents = StripAccents ?? LowerCase,
+        PreprocessModelPath = PreprocessModelPath,
+        InputName = InputName,
+        InputIdsName = InputIdsName,
+        AttentionMaskName = AttentionMaskName,
+        TokenTypeIdsName = TokenTypeIdsName,
+        OutputName = OutputName,
+        Threads = Threads ?? Environment.ProcessorCount,
+        GraphOptimization = GraphOptimization,
+        Device = Device,
+        DeviceId = DeviceId,
+        LoadOnFirstUse = Load == "first-use",
+        Image = kind == Embeddings.InputKind.Image
+            ? new ImagePreprocessing(Resize, PixelScale ?? 1f / 255, Mean ?? [0.485f, 0.456f, 0.406f], Std ?? [0.229f, 0.224f, 0.225f], ChannelOrder == "bgr")
+            : null,
     };
 
     private static void Range(List<string> errors, string prefix, string key, int? value, int min, int max)
@@ -301,4 +415,19 @@ internal sealed record ResolvedEncoderOptions
     public string? ModelPath { get; init; }
     public string? VocabPath { get; init; }
     public bool LowerCase { get; init; }
+    public bool StripAccents { get; init; }
+    public string? PreprocessModelPath { get; init; }
+    public string? InputName { get; init; }
+    public string? InputIdsName { get; init; }
+    public string? AttentionMaskName { get; init; }
+    public string? TokenTypeIdsName { get; init; }
+    public string? OutputName { get; init; }
+    public int Threads { get; init; }
+    public string GraphOptimization { get; init; } = "all";
+    public string Device { get; init; } = "auto";
+    public int DeviceId { get; init; }
+    public bool LoadOnFirstUse { get; init; }
+
+    /// <summary>Image input: how files are decoded into the model's input tensor (null for other kinds).</summary>
+    public ImagePreprocessing? Image { get; init; }
 }

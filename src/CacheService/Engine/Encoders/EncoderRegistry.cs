@@ -18,12 +18,56 @@ public sealed partial class EncoderRegistry : IDisposable
     /// <summary>Encoders in configuration order (ordinal by name).</summary>
     public IReadOnlyList<IEncoder> All { get; }
 
+    /// <summary>Name of the pretrained text encoder the service offers out of the box.</summary>
+    public const string AllMiniLmL6V2 = "all-minilm-l6-v2";
+
+    /// <summary>Name of the pretrained image encoder the service offers out of the box.</summary>
+    public const string ResNet18 = "resnet18";
+
+    /// <summary>Where the build puts the pretrained models (build/PretrainedModels.targets): <c>models/</c> beside the program.</summary>
+    public static string ModelsDirectory { get; } = Path.Combine(AppContext.BaseDirectory, "models");
+
     /// <summary>
-    /// The built-ins the service runs with no configuration: <c>minilm</c> (text, max 128 tokens → 384),
-    /// <c>convnet</c> (float tensor 3×32×32 → 256) and <c>mlp</c> (float vector of 64 → 128), seed 42, float32.
+    /// The encoders the service runs with no configuration, float32:
+    /// <list type="bullet">
+    /// <item><c>all-minilm-l6-v2</c>: sentence-transformers' all-MiniLM-L6-v2 (ONNX, WordPiece, max 256 tokens,
+    /// mean pooling, L2-normalised → 384);</item>
+    /// <item><c>resnet18</c>: ResNet-18 pooled features of a 224×224 centre crop (ONNX, images → 512);</item>
+    /// <item><c>random-minilm</c> (text → 384), <c>random-convnet</c> (3×32×32 → 256), <c>random-mlp</c> (64 → 128):
+    /// seeded random weights with a model's shape, for tests and benchmarks that need no files.</item>
+    /// </list>
+    /// The two pretrained models open on first use (see <see cref="EncoderOptions.Load"/>).
     /// </summary>
     public static IReadOnlyDictionary<string, EncoderOptions> Defaults() => new Dictionary<string, EncoderOptions>(StringComparer.Ordinal)
     {
+        [AllMiniLmL6V2] = new()
+        {
+            Kind = EncoderOptions.KindOnnx,
+            ModelPath = Path.Combine(ModelsDirectory, AllMiniLmL6V2, "model.onnx"),
+            VocabPath = Path.Combine(ModelsDirectory, AllMiniLmL6V2, "vocab.txt"),
+            InputKind = Embeddings.InputKind.Text,
+            OutputName = "last_hidden_state",
+            MaxLength = 256,
+            Pooling = "mean",
+            Normalize = true,
+            Dim = 384,
+            Load = "first-use",
+        },
+        [ResNet18] = new()
+        {
+            Kind = EncoderOptions.KindOnnx,
+            ModelPath = Path.Combine(ModelsDirectory, ResNet18, "ResNet18.onnx"),
+            // Splits RGB planes into BGR and subtracts the ImageNet mean image; it wants pixels 0..255.
+            PreprocessModelPath = Path.Combine(ModelsDirectory, ResNet18, "ResNetPreprocess.onnx"),
+            InputKind = Embeddings.InputKind.Image,
+            InputShape = [3, 224, 224],
+            Resize = "crop",
+            PixelScale = 1,
+            Mean = [0, 0, 0],
+            Std = [1, 1, 1],
+            Dim = 512,
+            Load = "first-use",
+        },
         [EncoderOptions.KindMiniLm] = new() { Kind = EncoderOptions.KindMiniLm },
         [EncoderOptions.KindConvNet] = new() { Kind = EncoderOptions.KindConvNet },
         [EncoderOptions.KindMlp] = new() { Kind = EncoderOptions.KindMlp },
@@ -33,10 +77,13 @@ public sealed partial class EncoderRegistry : IDisposable
     /// Validates and builds every encoder. Throws <see cref="EncoderLoadException"/> naming the encoder (and
     /// file) on the first failure, after disposing whatever was already built.
     /// </summary>
-    public static EncoderRegistry Create(IReadOnlyDictionary<string, EncoderOptions> encoders, ILoggerFactory? loggerFactory = null)
+    /// <param name="requireGpu">Store:RequireGpu: an ONNX encoder that cannot get CUDA fails instead of running on the CPU.</param>
+    public static EncoderRegistry Create(IReadOnlyDictionary<string, EncoderOptions> encoders, ILoggerFactory? loggerFactory = null,
+        bool requireGpu = false)
     {
         ArgumentNullException.ThrowIfNull(encoders);
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<EncoderRegistry>();
+        var sessions = new OnnxSessionFactory(requireGpu, (encoder, reason) => LogCpuFallback(log, encoder, reason));
         var errors = encoders.SelectMany(e => e.Value.Validate(e.Key)).ToList();
         if (errors.Count > 0)
             throw new EncoderLoadException(string.Join(Environment.NewLine, errors));
@@ -46,7 +93,7 @@ public sealed partial class EncoderRegistry : IDisposable
         {
             foreach (var (name, options) in encoders.OrderBy(e => e.Key, StringComparer.Ordinal))
             {
-                var encoder = Build(name, options.Resolve());
+                var encoder = Build(name, options.Resolve(), sessions);
                 built.Add(encoder);
                 var shape = TensorFeatureBatch.FormatShape(encoder.InputShape);
                 var fingerprint = encoder.Fingerprint.ToString();
@@ -64,16 +111,16 @@ public sealed partial class EncoderRegistry : IDisposable
     }
 
     /// <summary>Builds one encoder from options that passed <see cref="EncoderOptions.Validate"/>.</summary>
-    public static IEncoder CreateEncoder(string name, EncoderOptions options)
+    public static IEncoder CreateEncoder(string name, EncoderOptions options, OnnxSessionFactory? sessions = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var errors = options.Validate(name).ToList();
         if (errors.Count > 0)
             throw new EncoderLoadException(string.Join(Environment.NewLine, errors));
-        return Build(name, options.Resolve());
+        return Build(name, options.Resolve(), sessions ?? new OnnxSessionFactory());
     }
 
-    private static IEncoder Build(string name, ResolvedEncoderOptions o)
+    private static IEncoder Build(string name, ResolvedEncoderOptions o, OnnxSessionFactory sessions)
     {
         try
         {
@@ -82,6 +129,7 @@ public sealed partial class EncoderRegistry : IDisposable
                 EncoderOptions.KindMiniLm => new MiniLmEncoder(name, o),
                 EncoderOptions.KindConvNet or EncoderOptions.KindMlp => new TensorModelEncoder(name, o),
                 EncoderOptions.KindTorchScript => TorchScriptEncoder.Load(name, o),
+                EncoderOptions.KindOnnx => OnnxEncoder.Load(name, o, sessions),
                 _ => throw new EncoderLoadException($"encoder '{name}': unknown kind '{o.Kind}'"),
             };
         }
@@ -98,6 +146,10 @@ public sealed partial class EncoderRegistry : IDisposable
         foreach (var encoder in All)
             encoder.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning,
+        Message = "Encoder {Name}: ONNX Runtime has no CUDA here ({Reason}); running on the CPU (set Store:RequireGpu to make this an error)")]
+    private static partial void LogCpuFallback(ILogger logger, string name, string reason);
 
     [LoggerMessage(Level = LogLevel.Information,
         Message = "Encoder {Name}: {Source}, {InputKind} {InputShape} -> {Dim} x {DType}, fingerprint {Fingerprint}")]

@@ -54,6 +54,24 @@ public sealed class TextFeatureBatch : FeatureBatch
 }
 
 /// <summary>
+/// Encoded images (PNG or JPEG), one byte buffer per item, for encoders whose input kind is Image: the
+/// encoder decodes, resizes and normalises them itself (see <see cref="ImagePreprocessing"/>).
+/// </summary>
+public sealed class ImageFeatureBatch : FeatureBatch
+{
+    public ImageFeatureBatch(IReadOnlyList<ReadOnlyMemory<byte>> images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        Images = images;
+    }
+
+    /// <summary>The encoded bytes of each item, as received (no copy).</summary>
+    public IReadOnlyList<ReadOnlyMemory<byte>> Images { get; }
+
+    public override int Count => Images.Count;
+}
+
+/// <summary>
 /// Float32 items of one shape (InputKind.FloatVector or FloatTensor), stored contiguously, row-major,
 /// item after item.
 /// </summary>

@@ -4,7 +4,8 @@ using System.Text;
 namespace EmbedCache.Engine.Encoders;
 
 /// <summary>
-/// Canonical bytes of one item, for content keys: UTF-8 for text, little-endian float32 for tensors.
+/// Canonical bytes of one item, for content keys: UTF-8 for text, little-endian float32 for tensors, the
+/// encoded file bytes for images.
 /// The same item gives the same bytes in every process and on every machine.
 /// </summary>
 public static class FeatureBytes
@@ -14,6 +15,7 @@ public static class FeatureBytes
     {
         TextFeatureBatch text => Encoding.UTF8.GetByteCount(text.Texts[index]),
         TensorFeatureBatch tensor => tensor.ItemBytes(index).Length,
+        ImageFeatureBatch image => image.Images[index].Length,
         _ => throw new ArgumentException($"unknown feature batch type {batch.GetType().Name}", nameof(batch)),
     };
 
@@ -28,6 +30,9 @@ public static class FeatureBytes
                 var bytes = tensor.ItemBytes(index);
                 bytes.CopyTo(destination);
                 return bytes.Length;
+            case ImageFeatureBatch image:
+                image.Images[index].Span.CopyTo(destination);
+                return image.Images[index].Length;
             default:
                 throw new ArgumentException($"unknown feature batch type {batch.GetType().Name}", nameof(batch));
         }
@@ -46,6 +51,8 @@ public static class FeatureBytes
     {
         if (batch is TensorFeatureBatch tensor)
             return XxHash128.HashToUInt128(tensor.ItemBytes(index));
+        if (batch is ImageFeatureBatch image)
+            return XxHash128.HashToUInt128(image.Images[index].Span);
         return XxHash128.HashToUInt128(ToArray(batch, index));
     }
 }

@@ -23,6 +23,27 @@ internal interface ITextTokenizer
     void AddIds(string text, List<long> ids);
 }
 
+/// <summary>The tokenizer an encoder's options ask for.</summary>
+internal static class TextTokenizer
+{
+    /// <summary>WordPiece from <c>VocabPath</c>, or the hashing tokenizer; a missing or bad vocabulary names the encoder and file.</summary>
+    public static ITextTokenizer Create(string encoderName, ResolvedEncoderOptions o)
+    {
+        if (o.Tokenizer != "wordpiece")
+            return new HashingTokenizer(o.VocabBuckets);
+        if (!File.Exists(o.VocabPath))
+            throw new EncoderLoadException($"encoder '{encoderName}': vocabulary file '{o.VocabPath}' does not exist");
+        try
+        {
+            return WordPieceTextTokenizer.Load(o.VocabPath, o.LowerCase, o.StripAccents);
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or InvalidOperationException or FormatException)
+        {
+            throw new EncoderLoadException($"encoder '{encoderName}': cannot read WordPiece vocabulary '{o.VocabPath}': {e.Message}", e);
+        }
+    }
+}
+
 /// <summary>
 /// Needs no vocabulary: lower-cased runs of letters and digits are one token each, every other
 /// non-space character is a token of its own, and each token's UTF-8 bytes are hashed (XxHash3,
@@ -99,23 +120,29 @@ internal sealed class WordPieceTextTokenizer : ITextTokenizer
 {
     private readonly BertTokenizer _tokenizer;
 
-    private WordPieceTextTokenizer(BertTokenizer tokenizer, byte[] vocabularyHash, bool lowerCase)
+    private WordPieceTextTokenizer(BertTokenizer tokenizer, byte[] vocabularyHash, bool lowerCase, bool stripAccents)
     {
         _tokenizer = tokenizer;
         VocabularyHash = vocabularyHash;
-        Description = $"wordpiece(lower={lowerCase},basic=true,cls={tokenizer.ClassificationTokenId},sep={tokenizer.SeparatorTokenId},pad={tokenizer.PaddingTokenId})";
+        Description = $"wordpiece(lower={lowerCase},{(stripAccents ? "strip-accents," : "")}basic=true,cjk=split,cls={tokenizer.ClassificationTokenId},sep={tokenizer.SeparatorTokenId},pad={tokenizer.PaddingTokenId})";
     }
 
-    public static WordPieceTextTokenizer Load(string vocabPath, bool lowerCase)
+    /// <summary>
+    /// BERT's tokenization: basic (clean control characters, split CJK ideographs and punctuation, optional
+    /// lower-casing and accent stripping) then greedy longest-match WordPiece.
+    /// </summary>
+    public static WordPieceTextTokenizer Load(string vocabPath, bool lowerCase, bool stripAccents)
     {
         var bytes = File.ReadAllBytes(vocabPath);
         using var stream = new MemoryStream(bytes, writable: false);
         var tokenizer = BertTokenizer.Create(stream, new BertOptions
         {
             LowerCaseBeforeTokenization = lowerCase,
+            RemoveNonSpacingMarks = stripAccents,
+            IndividuallyTokenizeCjk = true,
             ApplyBasicTokenization = true,
         });
-        return new WordPieceTextTokenizer(tokenizer, XxHash128.Hash(bytes), lowerCase);
+        return new WordPieceTextTokenizer(tokenizer, XxHash128.Hash(bytes), lowerCase, stripAccents);
     }
 
     public string Description { get; }

@@ -56,8 +56,8 @@ internal sealed class TokenizedText
     /// <summary>The ids of item <paramref name="index"/> (tests and diagnostics).</summary>
     public ReadOnlySpan<long> Ids(int index) => _ids[index];
 
-    /// <summary>input_ids and attention_mask, both int64 [count, L], for items [start, start + count).</summary>
-    public (Tensor Ids, Tensor Mask) ToTensors(int start, int count)
+    /// <summary>Tokens per row of items [start, start + count): the longest of them, or MaxLength when padding to it.</summary>
+    public int PaddedLength(int start, int count)
     {
         var length = _padTo;
         if (length == 0)
@@ -66,19 +66,32 @@ internal sealed class TokenizedText
                 length = Math.Max(length, _ids[i].Length);
         }
 
-        var ids = empty([count, length], ScalarType.Int64);
-        var mask = empty([count, length], ScalarType.Int64);
-        var idSpan = MemoryMarshal.Cast<byte, long>(ids.bytes);
-        var maskSpan = MemoryMarshal.Cast<byte, long>(mask.bytes);
-        idSpan.Fill(_padId);
-        maskSpan.Clear();
+        return length;
+    }
+
+    /// <summary>
+    /// Writes input_ids and attention_mask of items [start, start + count), row-major [count, length] with
+    /// <paramref name="length"/> from <see cref="PaddedLength"/>.
+    /// </summary>
+    public void Fill(int start, int count, int length, Span<long> ids, Span<long> mask)
+    {
+        ids[..(count * length)].Fill(_padId);
+        mask[..(count * length)].Clear();
         for (var i = 0; i < count; i++)
         {
             var row = _ids[start + i];
-            row.CopyTo(idSpan.Slice(i * length, row.Length));
-            maskSpan.Slice(i * length, row.Length).Fill(1);
+            row.CopyTo(ids.Slice(i * length, row.Length));
+            mask.Slice(i * length, row.Length).Fill(1);
         }
+    }
 
+    /// <summary>input_ids and attention_mask, both int64 [count, L], for items [start, start + count).</summary>
+    public (Tensor Ids, Tensor Mask) ToTensors(int start, int count)
+    {
+        var length = PaddedLength(start, count);
+        var ids = empty([count, length], ScalarType.Int64);
+        var mask = empty([count, length], ScalarType.Int64);
+        Fill(start, count, length, MemoryMarshal.Cast<byte, long>(ids.bytes), MemoryMarshal.Cast<byte, long>(mask.bytes));
         return (ids, mask);
     }
 }

@@ -42,7 +42,8 @@ internal sealed class TorchScriptEncoder : TorchEncoder
         if (o.Dim != 0 && o.Dim != dim)
             throw new EncoderLoadException($"encoder '{name}': model '{o.ModelPath}' outputs dim {dim}, but Dim is set to {o.Dim}");
         var tokenizerPart = tokenizer is null ? "" : $";tokenizer={tokenizer.Description}";
-        Complete(dim, $"kind=torchscript;weights=xxh128{tokenizerPart}", modelHash, tokenizer?.VocabularyHash ?? ReadOnlyMemory<byte>.Empty);
+        var imagePart = o.Image is null ? "" : $";{o.Image.Description}";
+        Complete(dim, $"kind=torchscript;weights=xxh128{tokenizerPart}{imagePart}", modelHash, tokenizer?.VocabularyHash ?? ReadOnlyMemory<byte>.Empty);
     }
 
     /// <summary>Loads the model (and vocabulary) and probes its output dim; failures name the encoder and file.</summary>
@@ -52,27 +53,7 @@ internal sealed class TorchScriptEncoder : TorchEncoder
         if (!File.Exists(path))
             throw new EncoderLoadException($"encoder '{name}': model file '{path}' does not exist");
 
-        ITextTokenizer? tokenizer = null;
-        if (o.InputKind == InputKind.Text)
-        {
-            if (o.Tokenizer == "wordpiece")
-            {
-                if (!File.Exists(o.VocabPath))
-                    throw new EncoderLoadException($"encoder '{name}': vocabulary file '{o.VocabPath}' does not exist");
-                try
-                {
-                    tokenizer = WordPieceTextTokenizer.Load(o.VocabPath, o.LowerCase);
-                }
-                catch (Exception e) when (e is IOException or ArgumentException or InvalidOperationException or FormatException)
-                {
-                    throw new EncoderLoadException($"encoder '{name}': cannot read WordPiece vocabulary '{o.VocabPath}': {e.Message}", e);
-                }
-            }
-            else
-            {
-                tokenizer = new HashingTokenizer(o.VocabBuckets);
-            }
-        }
+        var tokenizer = o.InputKind == InputKind.Text ? TextTokenizer.Create(name, o) : null;
 
         byte[] bytes;
         try
@@ -136,7 +117,7 @@ internal sealed class TorchScriptEncoder : TorchEncoder
 
     protected override object Prepare(FeatureBatch features) => InputKind == InputKind.Text
         ? TokenizedText.Create(_tokenizer!, features, Name, Options.MaxLength, Options.TruncateTooLong, Options.PadToMaxLength)
-        : PrepareTensors(features);
+        : PrepareImagesOrTensors(features);
 
     protected override Tensor Forward(object prepared, int start, int count)
     {
