@@ -55,7 +55,7 @@ internal static class TestEncoders
 
     public static float[] Row(float[] all, int dim, int index) => all.AsSpan(index * dim, dim).ToArray();
 
-    private static EncoderOptions With(EncoderOptions options, Action<EncoderOptions>? edit)
+    public static EncoderOptions With(EncoderOptions options, Action<EncoderOptions>? edit)
     {
         edit?.Invoke(options);
         return options;

@@ -291,8 +291,14 @@ public sealed class EncoderOptions
     }
 
     /// <summary>Every setting with the kind's defaults filled in. Call after <see cref="Validate"/> passed.</summary>
-    internal ResolvedEncoderOptions Resolve() =>
-        ResolvedOrNull() ?? throw new InvalidOperationException($"unknown encoder kind '{Kind}'");
+    internal ResolvedEncoderOptions Resolve()
+    {
+        var resolved = ResolvedOrNull() ?? throw new InvalidOperationException($"unknown encoder kind '{Kind}'");
+        return resolved.InputKind != Embeddings.InputKind.Image ? resolved : resolved with
+        {
+            Image = new ImagePreprocessing(Resize, PixelScale ?? 1f / 255, Mean ?? [0.485f, 0.456f, 0.406f], Std ?? [0.229f, 0.224f, 0.225f], ChannelOrder == "bgr"),
+        };
+    }
 
     private ResolvedEncoderOptions? ResolvedOrNull()
     {
@@ -366,9 +372,6 @@ public sealed class EncoderOptions
         Device = Device,
         DeviceId = DeviceId,
         LoadOnFirstUse = Load == "first-use",
-        Image = kind == Embeddings.InputKind.Image
-            ? new ImagePreprocessing(Resize, PixelScale ?? 1f / 255, Mean ?? [0.485f, 0.456f, 0.406f], Std ?? [0.229f, 0.224f, 0.225f], ChannelOrder == "bgr")
-            : null,
     };
 
     private static void Range(List<string> errors, string prefix, string key, int? value, int min, int max)

@@ -1,5 +1,6 @@
 using System.IO.Hashing;
 using System.Text;
+using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
 namespace EmbedCache.Engine.Encoders;
@@ -116,20 +117,25 @@ internal sealed class HashingTokenizer : ITextTokenizer
 }
 
 /// <summary>BERT WordPiece from a vocab.txt (Microsoft.ML.Tokenizers).</summary>
-internal sealed class WordPieceTextTokenizer : ITextTokenizer
+internal sealed partial class WordPieceTextTokenizer : ITextTokenizer
 {
     private readonly BertTokenizer _tokenizer;
+    private readonly bool _stripAccents;
 
     private WordPieceTextTokenizer(BertTokenizer tokenizer, byte[] vocabularyHash, bool lowerCase, bool stripAccents)
     {
         _tokenizer = tokenizer;
+        _stripAccents = stripAccents;
         VocabularyHash = vocabularyHash;
-        Description = $"wordpiece(lower={lowerCase},{(stripAccents ? "strip-accents," : "")}basic=true,cjk=split,cls={tokenizer.ClassificationTokenId},sep={tokenizer.SeparatorTokenId},pad={tokenizer.PaddingTokenId})";
+        Description = $"wordpiece(lower={lowerCase},{(stripAccents ? "strip-accents," : "")}basic=bert-v2,cjk=split,cls={tokenizer.ClassificationTokenId},sep={tokenizer.SeparatorTokenId},pad={tokenizer.PaddingTokenId})";
     }
 
     /// <summary>
     /// BERT's tokenization: basic (clean control characters, split CJK ideographs and punctuation, optional
-    /// lower-casing and accent stripping) then greedy longest-match WordPiece.
+    /// lower-casing and accent stripping) then greedy longest-match WordPiece, with BertTokenizer doing the
+    /// WordPiece. Where its basic steps differ from BERT's, ours run first or replace them: cleaning and
+    /// accent stripping (<see cref="BertNormalization"/>), and the split into words, which must keep ASCII
+    /// symbols such as <c>$ + = ^</c> as punctuation tokens (BertTokenizer's own split drops them).
     /// </summary>
     public static WordPieceTextTokenizer Load(string vocabPath, bool lowerCase, bool stripAccents)
     {
@@ -137,8 +143,8 @@ internal sealed class WordPieceTextTokenizer : ITextTokenizer
         using var stream = new MemoryStream(bytes, writable: false);
         var tokenizer = BertTokenizer.Create(stream, new BertOptions
         {
+            PreTokenizer = new RegexPreTokenizer(BertWords(), null),
             LowerCaseBeforeTokenization = lowerCase,
-            RemoveNonSpacingMarks = stripAccents,
             IndividuallyTokenizeCjk = true,
             ApplyBasicTokenization = true,
         });
@@ -149,6 +155,10 @@ internal sealed class WordPieceTextTokenizer : ITextTokenizer
 
     public ReadOnlyMemory<byte> VocabularyHash { get; }
 
+    /// <summary>BERT's words: each punctuation character (ASCII 33–47, 58–64, 91–96, 123–126, or Unicode P*) alone, else runs of non-space.</summary>
+    [GeneratedRegex(@"[!-/:-@\[-`{-~\p{P}]|[^\s!-/:-@\[-`{-~\p{P}]+", RegexOptions.CultureInvariant)]
+    private static partial Regex BertWords();
+
     public long PadId => _tokenizer.PaddingTokenId;
 
     public long ClsId => _tokenizer.ClassificationTokenId;
@@ -157,6 +167,9 @@ internal sealed class WordPieceTextTokenizer : ITextTokenizer
 
     public void AddIds(string text, List<long> ids)
     {
+        text = BertNormalization.Clean(text);
+        if (_stripAccents)
+            text = BertNormalization.StripAccents(text);
         foreach (var id in _tokenizer.EncodeToIds(text, addSpecialTokens: false))
             ids.Add(id);
     }
