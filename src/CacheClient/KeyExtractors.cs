@@ -70,11 +70,24 @@ public static class KeyExtractors
         return new FeatureBatch { Tensor = t };
     }
 
+    /// <summary>
+    /// Encoded image features (PNG, JPEG, ... file bytes, one per key) for image encoders such as <c>resnet18</c>:
+    /// the service decodes and resizes them. The buffers are wrapped, not copied: do not change them until the call returns.
+    /// </summary>
+    public static FeatureBatch Images(params ReadOnlyMemory<byte>[] images)
+    {
+        var t = new ImageFeatures();
+        foreach (var image in images)
+            t.Items.Add(UnsafeByteOperations.UnsafeWrap(image));
+        return new FeatureBatch { Images = t };
+    }
+
     /// <summary>Items in a feature batch.</summary>
     public static int FeatureCount(FeatureBatch features) => features.KindCase switch
     {
         FeatureBatch.KindOneofCase.Text => features.Text.Texts.Count,
         FeatureBatch.KindOneofCase.Tensor => (int)(features.Tensor.Data.Length / 4 / Math.Max(1, features.Tensor.ItemShape.Aggregate(1L, (a, b) => a * b))),
+        FeatureBatch.KindOneofCase.Images => features.Images.Items.Count,
         _ => 0,
     };
 
@@ -82,6 +95,8 @@ public static class KeyExtractors
     {
         if (features.KindCase == FeatureBatch.KindOneofCase.Text)
             return Encoding.UTF8.GetBytes(features.Text.Texts[index]);
+        if (features.KindCase == FeatureBatch.KindOneofCase.Images)
+            return features.Images.Items[index].Span;
         var itemBytes = (int)(features.Tensor.ItemShape.Aggregate(1L, (a, b) => a * b) * 4);
         return features.Tensor.Data.Span.Slice(index * itemBytes, itemBytes);
     }

@@ -17,7 +17,7 @@ public sealed class TrainerApiTests
 
         var encoders = (await contract.Cache.ListEncodersAsync(new ListEncodersRequest())).Encoders;
 
-        Assert.Equal(["random-convnet", "random-minilm", "random-mlp"], encoders.Select(e => e.Name));
+        Assert.Equal(["all-minilm-l6-v2", "random-convnet", "random-minilm", "random-mlp", "resnet18"], encoders.Select(e => e.Name));
         Assert.All(encoders, e => Assert.Matches("^[0-9a-f]{32}$", e.Fingerprint));
         Assert.All(encoders, e => Assert.Equal(DType.Float32, e.Dtype));
         Assert.All(encoders, e => Assert.Equal(Tier.Cpu, e.Tier));
@@ -25,6 +25,8 @@ public sealed class TrainerApiTests
         Assert.Equal(384u, minilm.Dim);
         Assert.Equal(InputKind.Text, minilm.InputKind);
         Assert.Equal(InputKind.FloatVector, encoders.Single(e => e.Name == Mlp).InputKind);
+        Assert.Equal((384u, InputKind.Text), (encoders.Single(e => e.Name == "all-minilm-l6-v2").Dim, encoders.Single(e => e.Name == "all-minilm-l6-v2").InputKind));
+        Assert.Equal((512u, InputKind.Image), (encoders.Single(e => e.Name == "resnet18").Dim, encoders.Single(e => e.Name == "resnet18").InputKind));
     }
 
     [Fact]

@@ -134,8 +134,22 @@ internal static class ContractMapping
                 return TensorFeatureBatch.FromLittleEndianBytes(t.Data.Memory, [.. t.ItemShape]);
             }
 
+            case V1.FeatureBatch.KindOneofCase.Images:
+            {
+                var items = features.Images.Items;
+                var images = new ReadOnlyMemory<byte>[items.Count];
+                for (var i = 0; i < images.Length; i++)
+                {
+                    if (items[i].IsEmpty)
+                        throw new InvalidRequestException($"features.images.items[{i}]", "is empty; send the image file's bytes");
+                    images[i] = items[i].Memory;
+                }
+
+                return new ImageFeatureBatch(images);
+            }
+
             default:
-                throw new InvalidRequestException("features", "set text or tensor");
+                throw new InvalidRequestException("features", "set text, tensor or images");
         }
     }
 
@@ -160,6 +174,7 @@ internal static class ContractMapping
         Emb.InputKind.Text => V1.InputKind.Text,
         Emb.InputKind.FloatVector => V1.InputKind.FloatVector,
         Emb.InputKind.FloatTensor => V1.InputKind.FloatTensor,
+        Emb.InputKind.Image => V1.InputKind.Image,
         _ => V1.InputKind.Unspecified,
     };
 

@@ -38,11 +38,13 @@ public sealed class EmbedCacheOptions
     public Dictionary<string, string> Datasets { get; set; } = new(StringComparer.Ordinal)
     {
         ["digits"] = "digits",
+        ["fortunes"] = "fortunes",
     };
 
     /// <summary>
-    /// Encoders by name. Starts with the built-in defaults (minilm, convnet, mlp), so config can
-    /// tune those (<c>Encoders:minilm:MaxLength</c>) or add new ones (with a <c>Kind</c>).
+    /// Encoders by name. Starts with the built-in defaults (all-minilm-l6-v2, resnet18 and the random-weight
+    /// random-minilm, random-convnet, random-mlp), so config can tune those (<c>Encoders:all-minilm-l6-v2:BatchSize</c>)
+    /// or add new ones (with a <c>Kind</c>).
     /// </summary>
     public Dictionary<string, EncoderOptions> Encoders { get; set; } =
         EncoderRegistry.Defaults().ToDictionary(kv => kv.Key, kv => kv.Value.Clone(), StringComparer.Ordinal);

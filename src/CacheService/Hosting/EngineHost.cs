@@ -39,7 +39,7 @@ public sealed partial class EngineHost(
 
             // Recovering the store (reading its log back) and building the encoders (libtorch start-up, weights)
             // are independent: do them at once, which shortens a restart by whichever is shorter.
-            var loading = Task.Run(() => EncoderRegistry.Create(o.Encoders, loggerFactory));
+            var loading = Task.Run(() => EncoderRegistry.Create(o.Encoders, loggerFactory, o.Store.RequireGpu));
             try
             {
                 _store = EmbeddingStore.Open(storeOptions, loggerFactory);

@@ -7,11 +7,11 @@ namespace EmbedCache.Engine.Tests.Encoders;
 public sealed class BuiltinEncoderTests
 {
     [Fact]
-    public void Defaults_BuildMiniLmConvNetAndMlp_WithDeclaredKindsShapesAndDims()
+    public void Defaults_BuildThePretrainedModelsAndTheRandomBuiltIns_WithDeclaredKindsShapesAndDims()
     {
         using var registry = EncoderRegistry.Create(EncoderRegistry.Defaults());
 
-        Assert.Equal(["random-convnet", "random-minilm", "random-mlp"], registry.All.Select(e => e.Name));
+        Assert.Equal(["all-minilm-l6-v2", "random-convnet", "random-minilm", "random-mlp", "resnet18"], registry.All.Select(e => e.Name));
         Assert.True(registry.TryGet("random-minilm", out var minilm));
         Assert.Equal(InputKind.Text, minilm.InputKind);
         Assert.Equal([128L], minilm.InputShape);
@@ -27,7 +27,12 @@ public sealed class BuiltinEncoderTests
         Assert.Equal([64L], mlp.InputShape);
         Assert.Equal(128, mlp.Dim);
         Assert.False(registry.TryGet("nope", out _));
-        Assert.Equal(3, registry.All.Select(e => e.Fingerprint).Distinct().Count());
+        Assert.Equal(5, registry.All.Select(e => e.Fingerprint).Distinct().Count());
+        Assert.True(registry.TryGet("all-minilm-l6-v2", out var allMiniLm));
+        Assert.Equal((InputKind.Text, 384, 256L), (allMiniLm.InputKind, allMiniLm.Dim, allMiniLm.InputShape[0]));
+        Assert.True(registry.TryGet("resnet18", out var resnet));
+        Assert.Equal((InputKind.Image, 512), (resnet.InputKind, resnet.Dim));
+        Assert.Equal([3L, 224, 224], resnet.InputShape);
 
         var text = Encode(minilm, "a frozen encoder", "the cache serves it");
         var images = Encode(convnet, new TensorFeatureBatch(Values(2 * 3 * 32 * 32, 1), [3, 32, 32]));

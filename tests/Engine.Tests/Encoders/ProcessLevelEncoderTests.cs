@@ -20,7 +20,7 @@ public sealed partial class ProcessLevelEncoderTests
 
         var a = Lines(first.Output);
         var b = Lines(second.Output);
-        Assert.Equal(["random-convnet", "random-minilm", "random-mlp"], a.Select(l => l.Groups["name"].Value));
+        Assert.Equal(["all-minilm-l6-v2", "random-convnet", "random-minilm", "random-mlp", "resnet18"], a.Select(l => l.Groups["name"].Value));
         Assert.Equal(a.Select(l => l.Value), b.Select(l => l.Value));
 
         // The fingerprints are also the ones this process computes, and the golden values every machine computes.

@@ -92,8 +92,12 @@ public sealed partial class CacheEngine : IDisposable
             return;
         }
 
+        if (e.InputKind == Embeddings.InputKind.Image && features is ImageFeatureBatch)
+            return;
         if (features is not TensorFeatureBatch tensor)
-            throw new InvalidRequestException("features", $"encoder '{encoder.Name}' takes float32 items of shape {string.Join('x', e.InputShape)}; send features.tensor");
+            throw new InvalidRequestException("features", e.InputKind == Embeddings.InputKind.Image
+                ? $"encoder '{encoder.Name}' takes images; send features.images (or features.tensor of shape {string.Join('x', e.InputShape)})"
+                : $"encoder '{encoder.Name}' takes float32 items of shape {string.Join('x', e.InputShape)}; send features.tensor");
         long expected = 1;
         foreach (var d in e.InputShape)
             expected *= d;

@@ -29,6 +29,14 @@ public static class FeatureSlicing
                 return TensorFeatureBatch.FromLittleEndianBytes(data, tensor.ItemShape);
             }
 
+            case ImageFeatureBatch image:
+            {
+                var images = new ReadOnlyMemory<byte>[positions.Length];
+                for (var i = 0; i < positions.Length; i++)
+                    images[i] = image.Images[positions[i]];
+                return new ImageFeatureBatch(images);
+            }
+
             default:
                 throw new ArgumentException($"unsupported feature batch {features.GetType().Name}", nameof(features));
         }

@@ -14,6 +14,9 @@ public sealed class DatasetChunk
     /// <summary>Text features, when the dataset's features are text.</summary>
     public IReadOnlyList<string>? Texts { get; init; }
 
+    /// <summary>Image features: each item's file bytes, as read from the dataset directory.</summary>
+    public IReadOnlyList<ReadOnlyMemory<byte>>? Images { get; init; }
+
     /// <summary>Vector/tensor features: <see cref="Count"/> × <see cref="ItemLength"/> floats.</summary>
     public float[]? Values { get; init; }
 

@@ -32,6 +32,8 @@ public enum DatasetFeatureKind
     Vector,
     /// <summary>A float tensor of a declared shape, stored flat (JSON array, or CSV columns).</summary>
     Tensor,
+    /// <summary>An image file (PNG, JPEG, ...) under the dataset directory, named by a field or column; image encoders decode it.</summary>
+    Image,
 }
 
 /// <summary>
@@ -61,7 +63,7 @@ public sealed class DatasetManifest
     {
         public DatasetFeatureKind Kind { get; set; } = DatasetFeatureKind.Text;
 
-        /// <summary>JSONL: the field holding the text or the number array. CSV text: the column.</summary>
+        /// <summary>JSONL: the field holding the text, the number array or the image path. CSV text and images: the column.</summary>
         public string Field { get; set; } = "text";
 
         /// <summary>CSV vectors/tensors: comma-separated column names, or "*" for every column that is not a label or key.</summary>

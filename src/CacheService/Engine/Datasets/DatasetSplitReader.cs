@@ -78,6 +78,37 @@ public sealed class DatasetSplitReader
         return count;
     }
 
+    /// <summary>Largest image file a dataset may name.</summary>
+    public const long MaxImageBytes = 64L << 20;
+
+    /// <summary>The bytes of the image file a record names, relative to the dataset directory (never outside it).</summary>
+    internal ReadOnlyMemory<byte> ReadImage(Record record, string field)
+    {
+        var relative = record.GetString(field);
+        if (string.IsNullOrWhiteSpace(relative))
+            throw Error(record.Line, $"missing image path field '{field}'");
+        if (!DatasetManifest.IsInside(_dataset.Directory, relative))
+            throw Error(record.Line, $"image path '{relative}' must be a file inside the dataset directory");
+        var path = Path.Combine(_dataset.Directory, relative);
+        try
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            if (file.Length > MaxImageBytes)
+                throw Error(record.Line, $"image '{relative}' is {file.Length} bytes; at most {MaxImageBytes}");
+            var bytes = new byte[file.Length];
+            file.ReadExactly(bytes);
+            return bytes;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw Error(record.Line, $"image '{relative}' not found in the dataset directory");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw Error(record.Line, $"image '{relative}' cannot be read: {e.Message.Replace(_dataset.Directory, "<dataset>", StringComparison.Ordinal)}");
+        }
+    }
+
     internal DatasetException Error(long line, string problem) =>
         new($"dataset '{_dataset.Name}' split '{_split}' ({_fileName} line {line}): {problem}");
 
@@ -170,6 +201,7 @@ public sealed class DatasetSplitReader
     private sealed class ChunkBuilder(DatasetManifest manifest, int capacity)
     {
         private List<string>? _texts;
+        private List<ReadOnlyMemory<byte>>? _images;
         private float[]? _values;
         private long[]? _groups;
         private byte[][]? _keys;
@@ -212,6 +244,12 @@ public sealed class DatasetSplitReader
                 var text = record.GetString(features.Field)
                     ?? throw owner.Error(record.Line, $"missing text field '{features.Field}'");
                 (_texts ??= new List<string>(capacity)).Add(text);
+                return;
+            }
+
+            if (features.Kind == DatasetFeatureKind.Image)
+            {
+                (_images ??= new List<ReadOnlyMemory<byte>>(capacity)).Add(owner.ReadImage(record, features.Field));
                 return;
             }
 
@@ -308,12 +346,14 @@ public sealed class DatasetSplitReader
                 StartIndex = startIndex,
                 Count = count,
                 Texts = _texts,
+                Images = _images,
                 Values = _values is null ? null : _values.AsSpan(0, count * _itemLength).ToArray(),
                 ItemLength = Math.Max(_itemLength, 0),
                 Groups = _groups?[..count],
                 Keys = _keys?[..count],
             };
             _texts = null;
+            _images = null;
             _groups = null;
             _keys = null;
             Count = 0;

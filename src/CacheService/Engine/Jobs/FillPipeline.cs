@@ -260,6 +260,8 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         var kind = encoder.Encoder.InputKind;
         if (features.Kind == DatasetFeatureKind.Text)
             return kind == InputKind.Text ? null : $"encoder '{encoder.Name}' takes {kind}, dataset '{dataset.Name}' has text";
+        if (features.Kind == DatasetFeatureKind.Image)
+            return kind == InputKind.Image ? null : $"encoder '{encoder.Name}' takes {kind}, dataset '{dataset.Name}' has image files";
         if (kind == InputKind.Text)
             return $"encoder '{encoder.Name}' takes text, dataset '{dataset.Name}' has {features.Kind.ToString().ToLowerInvariant()} features";
         if (features.Shape is { Length: > 0 } shape)
@@ -274,7 +276,7 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
     }
 
     private static FeatureBatch ToFeatures(DatasetChunk chunk, EncoderEntry encoder) =>
-        chunk.Texts is not null
-            ? new TextFeatureBatch(chunk.Texts)
-            : new TensorFeatureBatch(chunk.Values!, encoder.Encoder.InputShape);
+        chunk.Texts is not null ? new TextFeatureBatch(chunk.Texts)
+        : chunk.Images is not null ? new ImageFeatureBatch(chunk.Images)
+        : new TensorFeatureBatch(chunk.Values!, encoder.Encoder.InputShape);
 }
