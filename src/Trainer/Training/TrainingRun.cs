@@ -211,6 +211,8 @@ public sealed class TrainingRun
         metrics.Write(metricsPath);
         var plotPath = Path.Combine(dir, "training.png");
         TrainingPlot.Write(plotPath, metrics);
+        if (!TrainingPlot.HasFonts)
+            _progress.Line("note: this machine has no fonts, so training.png has lines but no text (install fonts-dejavu-core)");
         Heads.Save(head, spec, dir);
 
         var s = metrics.Speedups;
