@@ -30,8 +30,8 @@ public sealed class TrainingRun
     {
         var o = _options;
         var fillClock = Stopwatch.StartNew();
-        var ready = await _source.PrepareAsync([o.TrainSplit, o.ValSplit],
-            new Progress<FillProgress>(p => _progress.Update(p.What, p.Processed, p.Total, "")), cancellationToken);
+        var ready = await _progress.PhaseAsync("fill", bar =>
+            _source.PrepareAsync([o.TrainSplit, o.ValSplit], new FillReport(bar), cancellationToken));
         var fillSeconds = fillClock.Elapsed.TotalSeconds;
         var note = (_source as CachedEmbeddingSource)?.FillNote;
         _progress.Line($"{_source.Kind}: {o.Dataset}/{o.Encoder} dim {ready.Dim}; ready in {Format(fillSeconds, "0.00")}s " +
@@ -65,7 +65,7 @@ public sealed class TrainingRun
         for (var epoch = 1; epoch <= o.Epochs; epoch++)
         {
             var clock = Stopwatch.StartNew();
-            var pass = await TrainEpochAsync(trainer, epoch, cancellationToken);
+            var pass = await _progress.PhaseAsync($"epoch {epoch}/{o.Epochs}", bar => TrainEpochAsync(trainer, epoch, bar, cancellationToken));
             var seconds = clock.Elapsed.TotalSeconds;
             // A cached epoch is a fill only when something was encoded for it: the prewarm before the
             // first epoch (whose time that epoch then carries), or misses the stream filled. On a warm
@@ -90,13 +90,12 @@ public sealed class TrainingRun
         return WriteOutputs(metrics, head, spec);
     }
 
-    private async Task<EpochPass> TrainEpochAsync(HeadTrainer trainer, int epoch, CancellationToken cancellationToken)
+    private async Task<EpochPass> TrainEpochAsync(HeadTrainer trainer, int epoch, IPhaseProgress bar, CancellationToken cancellationToken)
     {
         var o = _options;
         double lossSum = 0;
         long lossItems = 0, items = 0, hits = 0, misses = 0;
         var batches = 0;
-        var label = $"epoch {epoch}/{o.Epochs}";
         // A digest of exactly what this epoch received (order, labels, embedding bits), so runs
         // that share a cache can show they were served identical data.
         var digest = new System.IO.Hashing.XxHash64();
@@ -126,8 +125,7 @@ public sealed class TrainingRun
                 hits += batch.Hits;
                 misses += batch.Misses;
                 batches++;
-                _progress.Update(label, batch.Offset + batch.Units, batch.Total,
-                    $"loss {Format(lossItems == 0 ? 0 : lossSum / lossItems)}");
+                bar.Report(batch.Offset + batch.Units, batch.Total, $"loss {Format(lossItems == 0 ? 0 : lossSum / lossItems)}");
             }
         }
 
@@ -226,6 +224,12 @@ public sealed class TrainingRun
         _progress.Line($"precision@1: {Format(metrics.Baseline.PrecisionAt1)} raw -> {Format(last.PrecisionAt1)} trained; " +
                        $"wrote {metricsPath}, {plotPath}, {Path.Combine(dir, Heads.WeightsFile)}");
         return new TrainingResult(metrics, dir, metricsPath, plotPath, dir);
+    }
+
+    /// <summary>Fill progress straight onto the bar (synchronously: no report lands after the phase ended).</summary>
+    private sealed class FillReport(IPhaseProgress bar) : IProgress<FillProgress>
+    {
+        public void Report(FillProgress value) => bar.Report(value.Processed, value.Total, "");
     }
 
     private readonly record struct EpochPass(double Loss, long Items, int Batches, long Hits, long Misses, string DataDigest);
