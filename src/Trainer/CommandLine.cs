@@ -219,6 +219,7 @@ public static class CommandLine
             CustomParser = r => choices.TryGetValue(r.Tokens[0].Value, out var value)
                 ? value : Error<T>(r, $"{name} must be {string.Join(" or ", choices.Keys)} (was '{r.Tokens[0].Value}')"),
         };
+        option.CompletionSources.Clear(); // not the enum's member names: the words the option takes
         option.CompletionSources.Add([.. choices.Keys]);
         return option;
     }

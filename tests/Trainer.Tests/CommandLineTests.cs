@@ -148,4 +148,13 @@ public sealed class CommandLineTests
         Assert.Contains("[default: http://127.0.0.1:50051/]", train.Output, StringComparison.Ordinal);
         Assert.Empty(train.Trained);
     }
+
+    [Fact]
+    public async Task Invoke_SuggestDirective_CompletesTheWordsAnOptionTakes()
+    {
+        var head = await Run("[suggest:19]", "train --head ");
+
+        Assert.Equal(0, head.Exit);
+        Assert.Equal(["mlp", "skip"], head.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
 }
