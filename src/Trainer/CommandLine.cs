@@ -1,133 +1,63 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 using System.Globalization;
 
 namespace EmbedCache.Trainer;
 
 /// <summary>
-/// Strict, small parsing of the trainer's command line: <c>--name value</c> or <c>--name=value</c>,
-/// flags without values; anything unknown is a <see cref="UsageException"/> (one line, exit code 2).
+/// The trainer's command line (System.CommandLine): <c>train</c> and <c>check</c>, with <c>--help</c>,
+/// shell completion (<c>dotnet-suggest</c>) and errors that name the bad option. Bad usage exits 2.
 /// </summary>
 public static class CommandLine
 {
-    public const string Usage = """
-        usage: EmbedCache.Trainer train --dataset NAME --encoder NAME [options]
-               EmbedCache.Trainer check [--service URL]
+    public const string DefaultService = "http://127.0.0.1:50051";
 
-        train options:
-          --service URL      EmbedCache gRPC address (default $EMBEDCACHE_SERVICE or http://127.0.0.1:50051)
-          --api-key KEY      bearer key for the service (default $EMBEDCACHE_API_KEY)
-          --epochs N         epochs (default 10)
-          --batch-size N     items per batch (default 64)
-          --head mlp|skip    MLP head (standardise, Linear-ReLU-Linear) or Quaterion's skip-connection head (default mlp)
-          --hidden N         MLP hidden width (default max(64, encoder dim))
-          --out-dim N        MLP output dim (default min(128, encoder dim)); the skip head keeps the encoder dim
-          --loss triplet|contrastive   default: triplet for group labels, contrastive for pairs
-          --margin X         loss margin on cosine distance (default 0.5)
-          --lr X             Adam learning rate (default 0.001)
-          --seed N           head init and shuffle seed (default 42)
-          --k N              recall@k cut-off (default 5)
-          --train-split S    (default train)      --val-split S   (default val)
-          --out DIR          outputs (default ./trainer-out/<dataset>-<encoder>)
-          --no-cache         encode every epoch locally with the same built-in encoder (no service), for comparison
-          --data-root DIR    datasets for --no-cache (default $EMBEDCACHE_DATA_ROOT or deploy/datasets above the working dir)
-          --compare FILE     metrics.json of a --no-cache run (or of a cached run) to compare epoch times with
-        """;
-
-    private static readonly HashSet<string> Flags = new(StringComparer.Ordinal) { "help" };
-
-    private static readonly HashSet<string> TrainOptionNames = new(StringComparer.Ordinal)
+    /// <summary>The trainer's commands; the actions get the parsed options.</summary>
+    public static RootCommand Create(
+        Func<string, string?> environment,
+        Func<TrainOptions, CancellationToken, Task<int>> train,
+        Func<Uri, string?, CancellationToken, Task<int>> check)
     {
-        "dataset", "encoder", "service", "api-key", "epochs", "batch-size", "head", "hidden", "out-dim", "loss", "margin",
-        "lr", "seed", "k", "train-split", "val-split", "out", "compare", "data-root",
-    };
+        var trainCommand = new TrainCommand(environment);
+        trainCommand.SetAction((result, ct) => train(trainCommand.Bind(result), ct));
 
-    /// <summary>Parses <c>--name value</c> pairs against the allowed names.</summary>
-    public static (Dictionary<string, string> Options, HashSet<string> Flags) Parse(IReadOnlyList<string> args, IReadOnlySet<string> allowed, IReadOnlySet<string>? flags = null)
+        var service = ServiceOption(environment);
+        var apiKey = ApiKeyOption();
+        var checkCommand = new Command("check", "Ask the service whether it is serving (exit 0 if it is, 1 if not).") { service, apiKey };
+        checkCommand.SetAction((result, ct) => check(result.GetRequiredValue(service), result.GetValue(apiKey) ?? environment("EMBEDCACHE_API_KEY"), ct));
+
+        var root = new RootCommand("Trains a similarity head on embeddings served by EmbedCache.") { trainCommand, checkCommand };
+        root.SetAction(result => new HelpAction().Invoke(result));
+        return root;
+    }
+
+    /// <summary>
+    /// Parses and runs: bad usage prints the errors and help on <paramref name="error"/> and returns 2;
+    /// otherwise the command's exit code. Exceptions from the actions propagate to the caller.
+    /// </summary>
+    public static async Task<int> InvokeAsync(RootCommand root, IReadOnlyList<string> args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
-        flags ??= Flags;
-        var options = new Dictionary<string, string>(StringComparer.Ordinal);
-        var set = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < args.Count; i++)
+        var result = root.Parse(args);
+        if (result.Action is ParseErrorAction)
         {
-            var a = args[i];
-            if (!a.StartsWith("--", StringComparison.Ordinal) || a.Length == 2)
-                throw new UsageException($"unexpected argument '{a}'");
-            var eq = a.IndexOf('=', StringComparison.Ordinal);
-            var name = eq > 0 ? a[2..eq] : a[2..];
-            if (flags.Contains(name))
-            {
-                if (eq > 0)
-                    throw new UsageException($"--{name} takes no value");
-                set.Add(name);
-                continue;
-            }
-
-            if (!allowed.Contains(name))
-                throw new UsageException($"unknown option --{name}");
-            string value;
-            if (eq > 0)
-                value = a[(eq + 1)..];
-            else if (i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
-                value = args[++i];
-            else
-                throw new UsageException($"--{name} needs a value");
-            if (!options.TryAdd(name, value))
-                throw new UsageException($"--{name} given twice");
+            result.Invoke(new InvocationConfiguration { Output = error, Error = error });
+            return 2;
         }
 
-        return (options, set);
+        return await result.InvokeAsync(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false }, cancellationToken);
     }
 
+    /// <summary>The options of <c>train</c> with these arguments, or a <see cref="UsageException"/> naming what is wrong.</summary>
     public static TrainOptions ParseTrain(IReadOnlyList<string> args, Func<string, string?> environment)
     {
-        var (o, flags) = Parse(args, TrainOptionNames, TrainFlags);
-        var noCache = flags.Contains("no-cache");
-        if (!noCache && o.ContainsKey("data-root"))
-            throw new UsageException("--data-root is for --no-cache runs (the service reads its own data root)");
-        var service = o.GetValueOrDefault("service") ?? environment("EMBEDCACHE_SERVICE") ?? "http://127.0.0.1:50051";
-        if (!Uri.TryCreate(service, UriKind.Absolute, out var serviceUri) || serviceUri.Scheme is not ("http" or "https"))
-            throw new UsageException($"--service must be an http:// or https:// URL (was '{service}')");
-
-        return new TrainOptions
-        {
-            Dataset = o.GetValueOrDefault("dataset") ?? throw new UsageException("--dataset is required"),
-            Encoder = o.GetValueOrDefault("encoder") ?? throw new UsageException("--encoder is required"),
-            Service = serviceUri,
-            ApiKey = o.GetValueOrDefault("api-key") ?? environment("EMBEDCACHE_API_KEY"),
-            Epochs = Int(o, "epochs", 10, min: 1),
-            BatchSize = Int(o, "batch-size", 64, min: 2),
-            Head = o.GetValueOrDefault("head") switch
-            {
-                null or "mlp" => HeadKind.Mlp,
-                "skip" => HeadKind.Skip,
-                var v => throw new UsageException($"--head must be mlp or skip (was '{v}')"),
-            },
-            HiddenDim = o.ContainsKey("hidden") ? Int(o, "hidden", 0, min: 1) : null,
-            OutputDim = o.ContainsKey("out-dim") ? Int(o, "out-dim", 0, min: 1) : null,
-            Loss = o.GetValueOrDefault("loss") switch
-            {
-                null => null,
-                "triplet" => LossKind.Triplet,
-                "contrastive" => LossKind.Contrastive,
-                var v => throw new UsageException($"--loss must be triplet or contrastive (was '{v}')"),
-            },
-            Margin = Double(o, "margin", 0.5, min: 0),
-            LearningRate = Double(o, "lr", 1e-3, min: double.Epsilon),
-            Seed = o.TryGetValue("seed", out var seed)
-                ? ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out var s) ? s : throw new UsageException($"--seed must be a non-negative integer (was '{seed}')")
-                : 42,
-            K = Int(o, "k", 5, min: 1),
-            TrainSplit = o.GetValueOrDefault("train-split") ?? "train",
-            ValSplit = o.GetValueOrDefault("val-split") ?? "val",
-            Out = o.GetValueOrDefault("out"),
-            NoCache = noCache,
-            DataRoot = noCache ? o.GetValueOrDefault("data-root") ?? environment("EMBEDCACHE_DATA_ROOT") ?? DefaultDataRoot(Directory.GetCurrentDirectory()) : null,
-            Compare = o.GetValueOrDefault("compare") is { } c
-                ? File.Exists(c) ? c : throw new UsageException($"--compare file '{c}' does not exist")
-                : null,
-        };
+        var command = new TrainCommand(environment);
+        var result = command.Parse(args);
+        if (result.Errors.Count > 0)
+            throw new UsageException(string.Join("; ", result.Errors.Select(e => e.Message.Trim())));
+        return command.Bind(result);
     }
-
-    private static readonly HashSet<string> TrainFlags = new(StringComparer.Ordinal) { "no-cache" };
 
     /// <summary>The repository's <c>deploy/datasets</c>, found from <paramref name="start"/> upwards; else <c>./datasets</c>.</summary>
     public static string DefaultDataRoot(string start)
@@ -142,20 +72,162 @@ public static class CommandLine
         return Path.Combine(start, "datasets");
     }
 
-    private static int Int(Dictionary<string, string> o, string name, int fallback, int min)
+    internal static Option<Uri> ServiceOption(Func<string, string?> environment) => new("--service")
     {
-        if (!o.TryGetValue(name, out var v))
-            return fallback;
-        return int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min
-            ? n : throw new UsageException($"--{name} must be an integer ≥ {min} (was '{v}')");
+        Description = "EmbedCache gRPC address ($EMBEDCACHE_SERVICE)",
+        HelpName = "url",
+        DefaultValueFactory = r => ParseService(environment("EMBEDCACHE_SERVICE") ?? DefaultService, r),
+        CustomParser = r => ParseService(r.Tokens[0].Value, r),
+    };
+
+    internal static Option<string?> ApiKeyOption() => new("--api-key")
+    {
+        Description = "bearer key for the service (default $EMBEDCACHE_API_KEY)",
+        HelpName = "key",
+    };
+
+    private static Uri ParseService(string value, ArgumentResult result) =>
+        Uri.TryCreate(value, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
+            ? uri : Error<Uri>(result, $"--service must be an http:// or https:// URL (was '{value}')");
+
+    /// <summary><c>train</c>: every option with its default, checked as it is parsed.</summary>
+    private sealed class TrainCommand : Command
+    {
+        private readonly Func<string, string?> _environment;
+        private readonly Option<string> _dataset = new("--dataset") { Description = "dataset name, as the service knows it", Required = true, HelpName = "name" };
+        private readonly Option<string> _encoder = new("--encoder") { Description = "encoder name, as the service knows it", Required = true, HelpName = "name" };
+        private readonly Option<Uri> _service;
+        private readonly Option<string?> _apiKey = ApiKeyOption();
+        private readonly Option<int> _epochs = Int("--epochs", "epochs", 10, min: 1);
+        private readonly Option<int> _batchSize = Int("--batch-size", "items per batch", 64, min: 2);
+        private readonly Option<HeadKind?> _head = Choice<HeadKind?>("--head", "MLP head (standardise, Linear-ReLU-Linear) or Quaterion's skip-connection head (default mlp)",
+            new Dictionary<string, HeadKind?> { ["mlp"] = HeadKind.Mlp, ["skip"] = HeadKind.Skip });
+        private readonly Option<int?> _hidden = OptionalInt("--hidden", "MLP hidden width (default max(64, encoder dim))");
+        private readonly Option<int?> _outDim = OptionalInt("--out-dim", "MLP output dim (default min(128, encoder dim)); the skip head keeps the encoder dim");
+        private readonly Option<LossKind?> _loss = Choice<LossKind?>("--loss", "default: triplet for group labels, contrastive for pairs",
+            new Dictionary<string, LossKind?> { ["triplet"] = LossKind.Triplet, ["contrastive"] = LossKind.Contrastive });
+        private readonly Option<double> _margin = Double("--margin", "loss margin on cosine distance", 0.5, min: 0);
+        private readonly Option<double> _lr = Double("--lr", "Adam learning rate", 1e-3, min: double.Epsilon);
+        private readonly Option<ulong> _seed = new("--seed")
+        {
+            Description = "head init and shuffle seed",
+            HelpName = "n",
+            DefaultValueFactory = _ => 42,
+            CustomParser = r => ulong.TryParse(r.Tokens[0].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var s)
+                ? s : Error<ulong>(r, $"--seed must be a non-negative integer (was '{r.Tokens[0].Value}')"),
+        };
+
+        private readonly Option<int> _k = Int("--k", "recall@k cut-off", 5, min: 1);
+        private readonly Option<string> _trainSplit = new("--train-split") { Description = "split to train on", DefaultValueFactory = _ => "train", HelpName = "split" };
+        private readonly Option<string> _valSplit = new("--val-split") { Description = "split to evaluate on", DefaultValueFactory = _ => "val", HelpName = "split" };
+        private readonly Option<string?> _out = new("--out") { Description = "outputs (default ./trainer-out/<dataset>-<encoder>)", HelpName = "dir" };
+        private readonly Option<bool> _noCache = new("--no-cache") { Description = "encode every epoch locally with the same built-in encoder (no service), for comparison" };
+        private readonly Option<string?> _dataRoot = new("--data-root") { Description = "datasets for --no-cache (default $EMBEDCACHE_DATA_ROOT or deploy/datasets above the working dir)", HelpName = "dir" };
+        private readonly Option<string?> _compare = new("--compare") { Description = "metrics.json of a --no-cache run (or of a cached run) to compare epoch times with", HelpName = "file" };
+
+        public TrainCommand(Func<string, string?> environment)
+            : base("train", "Train a similarity head on embeddings streamed from the service (or, with --no-cache, encoded locally).")
+        {
+            _environment = environment;
+            _service = ServiceOption(environment);
+            _compare.Validators.Add(r =>
+            {
+                if (r.GetValueOrDefault<string?>() is { } c && !File.Exists(c))
+                    r.AddError($"--compare file '{c}' does not exist");
+            });
+            foreach (var option in (Option[])[_dataset, _encoder, _service, _apiKey, _epochs, _batchSize, _head, _hidden, _outDim, _loss,
+                         _margin, _lr, _seed, _k, _trainSplit, _valSplit, _out, _noCache, _dataRoot, _compare])
+                Add(option);
+            Validators.Add(r =>
+            {
+                if (r.GetResult(_dataRoot) is not null && !r.GetValue(_noCache))
+                    r.AddError("--data-root is for --no-cache runs (the service reads its own data root)");
+            });
+        }
+
+        public TrainOptions Bind(ParseResult r)
+        {
+            var noCache = r.GetValue(_noCache);
+            return new TrainOptions
+            {
+                Dataset = r.GetRequiredValue(_dataset),
+                Encoder = r.GetRequiredValue(_encoder),
+                Service = r.GetRequiredValue(_service),
+                ApiKey = r.GetValue(_apiKey) ?? _environment("EMBEDCACHE_API_KEY"),
+                Epochs = r.GetValue(_epochs),
+                BatchSize = r.GetValue(_batchSize),
+                Head = r.GetValue(_head) ?? HeadKind.Mlp,
+                HiddenDim = r.GetValue(_hidden),
+                OutputDim = r.GetValue(_outDim),
+                Loss = r.GetValue(_loss),
+                Margin = r.GetValue(_margin),
+                LearningRate = r.GetValue(_lr),
+                Seed = r.GetValue(_seed),
+                K = r.GetValue(_k),
+                TrainSplit = r.GetRequiredValue(_trainSplit),
+                ValSplit = r.GetRequiredValue(_valSplit),
+                Out = r.GetValue(_out),
+                NoCache = noCache,
+                DataRoot = noCache ? r.GetValue(_dataRoot) ?? _environment("EMBEDCACHE_DATA_ROOT") ?? DefaultDataRoot(Directory.GetCurrentDirectory()) : null,
+                Compare = r.GetValue(_compare),
+            };
+        }
     }
 
-    private static double Double(Dictionary<string, string> o, string name, double fallback, double min)
+    private static Option<int> Int(string name, string description, int fallback, int min) => new(name)
     {
-        if (!o.TryGetValue(name, out var v))
-            return fallback;
-        return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var x) && double.IsFinite(x) && x >= min
-            ? x : throw new UsageException($"--{name} must be a number ≥ {min} (was '{v}')");
+        Description = description,
+        HelpName = "n",
+        DefaultValueFactory = _ => fallback,
+        CustomParser = r => ParseInt(r, name, min),
+    };
+
+    private static Option<int?> OptionalInt(string name, string description) => new(name)
+    {
+        Description = description,
+        HelpName = "n",
+        CustomParser = r => ParseInt(r, name, min: 1),
+    };
+
+    private static int ParseInt(ArgumentResult r, string name, int min)
+    {
+        var v = r.Tokens[0].Value;
+        return int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min
+            ? n : Error<int>(r, $"{name} must be an integer ≥ {min} (was '{v}')");
+    }
+
+    private static Option<double> Double(string name, string description, double fallback, double min) => new(name)
+    {
+        Description = description,
+        HelpName = "x",
+        DefaultValueFactory = _ => fallback,
+        CustomParser = r =>
+        {
+            var v = r.Tokens[0].Value;
+            return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var x) && double.IsFinite(x) && x >= min
+                ? x : Error<double>(r, $"{name} must be a number ≥ {min.ToString(CultureInfo.InvariantCulture)} (was '{v}')");
+        },
+    };
+
+    /// <summary>One of a few words, completed by the shell; the error names the option and the words.</summary>
+    private static Option<T> Choice<T>(string name, string description, Dictionary<string, T> choices)
+    {
+        var option = new Option<T>(name)
+        {
+            Description = description,
+            HelpName = string.Join('|', choices.Keys),
+            CustomParser = r => choices.TryGetValue(r.Tokens[0].Value, out var value)
+                ? value : Error<T>(r, $"{name} must be {string.Join(" or ", choices.Keys)} (was '{r.Tokens[0].Value}')"),
+        };
+        option.CompletionSources.Clear(); // not the enum's member names: the words the option takes
+        option.CompletionSources.Add([.. choices.Keys]);
+        return option;
+    }
+
+    private static T Error<T>(ArgumentResult result, string message)
+    {
+        result.AddError(message);
+        return default!;
     }
 }
 

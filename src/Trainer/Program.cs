@@ -4,20 +4,10 @@ using Grpc.Core;
 using Grpc.Health.V1;
 
 // Trains a similarity head on embeddings served by EmbedCache; `check` is the health preflight alone.
+var root = CommandLine.Create(Environment.GetEnvironmentVariable, Train, Check);
 try
 {
-    return args switch
-    {
-        [] or ["-h" or "--help" or "help", ..] => Help(),
-        ["train", .. var rest] => await Train(CommandLine.ParseTrain(rest, Environment.GetEnvironmentVariable)),
-        ["check", .. var rest] => await Check(rest),
-        [var other, ..] => throw new UsageException($"unknown command '{other}' (train, check)"),
-    };
-}
-catch (UsageException e)
-{
-    Console.Error.WriteLine($"error: {e.Message} (see --help)");
-    return 2;
+    return await CommandLine.InvokeAsync(root, args, Console.Out, Console.Error);
 }
 catch (TrainerException e)
 {
@@ -35,17 +25,9 @@ catch (OperationCanceledException)
     return 130;
 }
 
-static int Help()
+static async Task<int> Check(Uri service, string? apiKey, CancellationToken cancellationToken)
 {
-    Console.WriteLine(CommandLine.Usage);
-    return 0;
-}
-
-static async Task<int> Check(IReadOnlyList<string> args)
-{
-    var (o, _) = CommandLine.Parse(args, new HashSet<string>(StringComparer.Ordinal) { "service", "api-key" });
-    var service = new Uri(o.GetValueOrDefault("service") ?? Environment.GetEnvironmentVariable("EMBEDCACHE_SERVICE") ?? "http://127.0.0.1:50051");
-    using var client = new EmbedCacheClient(new EmbedCacheClientOptions { Address = service, ApiKey = o.GetValueOrDefault("api-key") ?? Environment.GetEnvironmentVariable("EMBEDCACHE_API_KEY") });
+    using var client = new EmbedCacheClient(new EmbedCacheClientOptions { Address = service, ApiKey = apiKey });
     return await Preflight(client, service) ? 0 : 1;
 }
 
@@ -64,19 +46,13 @@ static async Task<bool> Preflight(EmbedCacheClient client, Uri service)
     }
 }
 
-static async Task<int> Train(TrainOptions options)
+// Ctrl+C cancels the token (System.CommandLine's handler): the run stops between batches.
+static async Task<int> Train(TrainOptions options, CancellationToken cancellationToken)
 {
-    using var cancel = new CancellationTokenSource();
-    Console.CancelKeyPress += (_, e) =>
-    {
-        e.Cancel = true;
-        cancel.Cancel();
-    };
-
     if (options.NoCache)
     {
         await using var local = new LocalEmbeddingSource(options.DataRoot!, options.Dataset, options.Encoder);
-        await new TrainingRun(options, local, ConsoleProgress.ForConsole()).RunAsync(cancel.Token);
+        await new TrainingRun(options, local, ConsoleProgress.ForConsole()).RunAsync(cancellationToken);
         return 0;
     }
 
@@ -84,6 +60,6 @@ static async Task<int> Train(TrainOptions options)
     if (!await Preflight(client, options.Service))
         return 1;
     await using var source = new CachedEmbeddingSource(client, options.Dataset, options.Encoder);
-    await new TrainingRun(options, source, ConsoleProgress.ForConsole()).RunAsync(cancel.Token);
+    await new TrainingRun(options, source, ConsoleProgress.ForConsole()).RunAsync(cancellationToken);
     return 0;
 }

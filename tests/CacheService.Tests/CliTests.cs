@@ -27,7 +27,9 @@ public sealed class CliTests
 
         var prewarm = await Cli(service, "prewarm", "digits", "--split", "train", "--encoder", "random-mlp", "--batch-size", "128", "--workers", "2");
         Succeeded(prewarm);
-        Assert.Matches(@"\[#{30}\] 1438/1438 \(100", prewarm.Output);
+        // Redirected output: progress is plain lines (no bar, no escape codes), the last at 100%.
+        Assert.Matches(@"(?m)^1438/1438 \(100%\) \d+/s ETA \S+, encoded 1438, cached 0, committed \d+$", prewarm.Output);
+        Assert.DoesNotContain('\u001b', prewarm.Output);
         var done = Regex.Match(prewarm.Output, @"job (?<id>\S+) completed: 1438/1438 processed, 1438 encoded, 0 already cached, 1438 committed");
         Assert.True(done.Success, prewarm.Output);
 
@@ -96,14 +98,22 @@ public sealed class CliTests
 
         var unknownCommand = await ProgramRun.RunAsync("dotnet", [cli, "frobnicate"]);
         var unknownOption = await ProgramRun.RunAsync("dotnet", [cli, "stats", "--colour"]);
+        var badNumber = await ProgramRun.RunAsync("dotnet", [cli, "prewarm", "digits", "--batch-size", "many"]);
+        var help = await ProgramRun.RunAsync("dotnet", [cli, "prewarm", "--help"]);
         // Port 1 on loopback: nothing listens there.
         var unreachable = await ProgramRun.RunAsync("dotnet", [cli, "--service", "http://127.0.0.1:1", "stats"]);
 
         Assert.Equal(2, unknownCommand.ExitCode);
-        Assert.Contains("unknown command 'frobnicate'", unknownCommand.Error, StringComparison.Ordinal);
-        Assert.Contains("usage: embedcache", unknownCommand.Error, StringComparison.Ordinal);
+        Assert.Contains("'frobnicate'", unknownCommand.Error, StringComparison.Ordinal);
+        Assert.Contains("Usage:", unknownCommand.Error, StringComparison.Ordinal);
+        Assert.Contains("embedcache [command] [options]", unknownCommand.Error, StringComparison.Ordinal);
         Assert.Equal(2, unknownOption.ExitCode);
-        Assert.Contains("unknown option --colour", unknownOption.Error, StringComparison.Ordinal);
+        Assert.Contains("'--colour'", unknownOption.Error, StringComparison.Ordinal);
+        Assert.Equal(2, badNumber.ExitCode);
+        Assert.Contains("'--batch-size'", badNumber.Error, StringComparison.Ordinal);
+        Assert.True(help.ExitCode == 0, help.ToString());
+        Assert.Contains("embedcache prewarm <dataset> [options]", help.Output, StringComparison.Ordinal);
+        Assert.Contains("--detach", help.Output, StringComparison.Ordinal);
         Assert.Equal(1, unreachable.ExitCode);
         Assert.Contains("Unavailable", unreachable.Error, StringComparison.Ordinal);
     }

@@ -10,12 +10,16 @@ public sealed class InMemoryEmbeddingSource : IEmbeddingSource
 
     private readonly string _fingerprint;
 
-    public InMemoryEmbeddingSource(int dim, Dictionary<string, (float[] Rows, long[] Groups)> splits, string kind = "cached", string fingerprint = "in-memory")
+    private readonly bool _warm;
+
+    /// <param name="warm">The fill finds every item already cached (encodes nothing), as on a warm cache.</param>
+    public InMemoryEmbeddingSource(int dim, Dictionary<string, (float[] Rows, long[] Groups)> splits, string kind = "cached", string fingerprint = "in-memory", bool warm = false)
     {
         _dim = dim;
         _splits = splits;
         Kind = kind;
         _fingerprint = fingerprint;
+        _warm = warm;
     }
 
     /// <summary>"cached" or "local", as the run should record it.</summary>
@@ -32,7 +36,8 @@ public sealed class InMemoryEmbeddingSource : IEmbeddingSource
                 throw new TrainerException($"no split {s}");
         }
 
-        return Task.FromResult(new SourceReady(_dim, _splits.Values.Sum(s => s.Groups.Length), 0, _fingerprint));
+        var items = _splits.Values.Sum(s => s.Groups.Length);
+        return Task.FromResult(_warm ? new SourceReady(_dim, 0, items, _fingerprint) : new SourceReady(_dim, items, 0, _fingerprint));
     }
 
     public async IAsyncEnumerable<EmbeddingBatch> ReadAsync(ReadRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)

@@ -7,14 +7,14 @@ public sealed class TrainingRunTests
 {
     private const int Dim = 32;
 
-    private static InMemoryEmbeddingSource Synthetic(string kind = "cached", string fingerprint = "in-memory")
+    private static InMemoryEmbeddingSource Synthetic(string kind = "cached", string fingerprint = "in-memory", bool warm = false)
     {
         var centres = InMemoryEmbeddingSource.Centres(classes: 6, informative: 4, seed: 1);
         return new InMemoryEmbeddingSource(Dim, new()
         {
             ["train"] = InMemoryEmbeddingSource.Clustered(600, Dim, 6, 4, noise: 1.5, seed: 2, centres),
             ["val"] = InMemoryEmbeddingSource.Clustered(240, Dim, 6, 4, noise: 1.5, seed: 3, centres),
-        }, kind, fingerprint);
+        }, kind, fingerprint, warm);
     }
 
     [Fact]
@@ -46,7 +46,8 @@ public sealed class TrainingRunTests
         Assert.Equal(last.PrecisionAt1, written.Epochs[^1].PrecisionAt1);
         using (var doc = JsonDocument.Parse(File.ReadAllText(result.MetricsPath)))
         {
-            Assert.True(doc.RootElement.GetProperty("speedups").TryGetProperty("cachedOverFill", out _));
+            // No --compare: no speedup is claimed.
+            Assert.False(doc.RootElement.GetProperty("speedups").TryGetProperty("cachedOverNoCache", out _));
             Assert.Equal("triplet", doc.RootElement.GetProperty("config").GetProperty("loss").GetString());
         }
 
@@ -56,6 +57,28 @@ public sealed class TrainingRunTests
         using (var eval = await EvalSet.ReadAsync(source, "val", CancellationToken.None))
             Assert.Equal(last.PrecisionAt1, TrainingRun.Evaluate(head, eval, 5).PrecisionAt1, 10);
         Assert.Contains("epoch 8/8", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains("epoch 1/8 (fill)", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains("speedup: none available", output.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WarmCache_NoEpochIsAFill_AndNoSpeedupIsClaimedWithoutACompareRun()
+    {
+        using var dir = new TempDirectory("warm");
+        var options = new TrainOptions { Dataset = "synthetic", Encoder = "mem", Epochs = 3, BatchSize = 100, Out = dir.Path };
+        var output = new StringWriter();
+        await using var source = Synthetic(warm: true);
+
+        var m = (await new TrainingRun(options, source, new ConsoleProgress(output, redraw: false)).RunAsync(CancellationToken.None)).Metrics;
+
+        Assert.All(m.Epochs, e => Assert.False(e.Fill));
+        Assert.All(m.Epochs, e => Assert.Equal(1.0, e.HitRate));
+        Assert.Equal(m.Epochs.Average(e => e.Seconds), m.SteadyEpochSeconds());
+        Assert.Null(m.Speedups.CachedOverNoCache);
+        Assert.DoesNotContain("(fill)", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains("epoch 1/3  loss", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains("speedup: none available", output.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("faster", output.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -99,7 +122,6 @@ public sealed class TrainingRunTests
         Assert.Equal(local.Epochs.Average(e => e.Seconds), local.SteadyEpochSeconds());
         var expected = local.SteadyEpochSeconds() / cached.Epochs.Skip(1).Average(e => e.Seconds);
         Assert.Equal(expected!.Value, cached.Speedups.CachedOverNoCache!.Value, 9);
-        Assert.Equal(cached.Epochs[0].Seconds / cached.Epochs.Skip(1).Average(e => e.Seconds), cached.Speedups.CachedOverFill!.Value, 9);
         Assert.Equal(Path.GetFullPath(localMetrics), cached.Speedups.ComparedWith);
         Assert.Contains("faster than --no-cache epochs", output.ToString(), StringComparison.Ordinal);
         Assert.Equal(cached.Speedups.CachedOverNoCache, RunMetrics.Read(dir.Combine("cached", RunMetrics.FileName)).Speedups.CachedOverNoCache);

@@ -1,15 +1,10 @@
 using EmbedCache.Cli;
 using Grpc.Core;
 
+// Exit codes: 2 for bad usage (System.CommandLine's errors and help on stderr), 1 for service errors.
 try
 {
-    return await Commands.RunAsync(args, Console.Out, CancellationToken.None);
-}
-catch (UsageException e)
-{
-    await Console.Error.WriteLineAsync($"embedcache: {e.Message}");
-    await Console.Error.WriteLineAsync(Commands.Usage);
-    return 2;
+    return await Commands.InvokeAsync(args, Console.Out, Console.Error, terminal: !Console.IsOutputRedirected, CancellationToken.None);
 }
 catch (RpcException e)
 {

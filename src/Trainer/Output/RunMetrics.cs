@@ -42,7 +42,7 @@ public sealed class RunMetrics
 
     public SpeedupMetrics Speedups { get; set; } = new();
 
-    /// <summary>Mean seconds of the epochs that read a warm cache (all epochs but the fill), or of every epoch for a local run.</summary>
+    /// <summary>Mean seconds of the epochs that read a warm cache (those not marked fill), or of every epoch for a local run.</summary>
     public double? SteadyEpochSeconds()
     {
         var steady = Epochs.Where(e => !e.Fill).ToList();
@@ -68,7 +68,7 @@ public sealed record ScoreMetrics(double PrecisionAt1, double RecallAtK)
     public static ScoreMetrics From(RetrievalScores s) => new(s.PrecisionAt1, s.RecallAtK);
 }
 
-/// <param name="Fill">Whether this epoch's time includes the fill (the cached run's first epoch).</param>
+/// <param name="Fill">Whether something was encoded for this cached epoch (the first epoch's time then includes the prewarm).</param>
 /// <param name="HitRate">Rows served from the cache ÷ rows read (a local run computes every row: 0).</param>
 /// <param name="DataDigest">XxHash64 of the epoch's indices, labels and embedding bits, in the order received.</param>
 public sealed record EpochMetrics(
@@ -77,9 +77,6 @@ public sealed record EpochMetrics(
 
 public sealed record SpeedupMetrics
 {
-    /// <summary>First (fill) epoch seconds ÷ mean cached epoch seconds.</summary>
-    public double? CachedOverFill { get; init; }
-
     /// <summary>Mean --no-cache epoch seconds ÷ mean cached epoch seconds.</summary>
     public double? CachedOverNoCache { get; init; }
 

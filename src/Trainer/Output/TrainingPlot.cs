@@ -1,107 +1,93 @@
-using System.Globalization;
+using ScottPlot;
+using SkiaSharp;
 
 namespace EmbedCache.Trainer;
 
 /// <summary>
-/// The run's PNG: training loss per epoch (top panel) and validation precision@1 per epoch
-/// (bottom panel, 0..1, with the raw-embedding baseline dashed).
+/// The run's <c>training.png</c>, drawn with ScottPlot: training loss per epoch (top panel) and
+/// validation precision@1 per epoch with the raw-embedding baseline dashed (bottom panel).
 /// </summary>
 public static class TrainingPlot
 {
-    public const int Width = 800;
-    public const int Height = 560;
-    public static readonly Rgba Background = new(255, 255, 255);
-    public static readonly Rgba Axis = new(0, 0, 0);
-    public static readonly Rgba Grid = new(225, 225, 225);
-    public static readonly Rgba LossColour = new(31, 119, 180);
-    public static readonly Rgba PrecisionColour = new(255, 127, 14);
-    public static readonly Rgba BaselineColour = new(130, 130, 130);
+    public const int Width = 960;
+    public const int Height = 640;
 
-    /// <summary>Plot areas: left, top, right, bottom (inclusive pixel bounds).</summary>
-    public static readonly (int Left, int Top, int Right, int Bottom) LossArea = (80, 40, 770, 240);
+    public static readonly Color LossColour = new(31, 119, 180);
+    public static readonly Color PrecisionColour = new(255, 127, 14);
+    public static readonly Color BaselineColour = new(128, 128, 128);
 
-    public static readonly (int Left, int Top, int Right, int Bottom) PrecisionArea = (80, 310, 770, 510);
+    /// <summary>The labels need a font; a machine without one (a minimal container) still gets the lines.</summary>
+    public static bool HasFonts => SKFontManager.Default.FontFamilyCount > 0;
 
-    /// <summary>Loss axis top: the largest epoch loss with 10% headroom (1 when all are 0).</summary>
-    public static double LossAxisMax(IReadOnlyList<double> losses)
+    /// <summary>The two panels of a figure, for a caller that wants to render it or find where a point lands.</summary>
+    public sealed record Figure(Multiplot Multiplot, Plot Loss, Plot Precision);
+
+    public static Figure Create(RunMetrics metrics)
     {
-        var max = losses.Where(double.IsFinite).DefaultIfEmpty(0).Max();
-        return max > 0 ? max * 1.1 : 1;
-    }
-
-    /// <summary>The pixel where an epoch's value lands in a plot area whose y-axis spans 0..<paramref name="yMax"/>.</summary>
-    public static (int X, int Y) PointFor((int Left, int Top, int Right, int Bottom) area, int epoch, int epochs, double value, double yMax)
-    {
-        var x = epochs <= 1
-            ? (area.Left + area.Right) / 2
-            : area.Left + (int)Math.Round((double)(epoch - 1) / (epochs - 1) * (area.Right - area.Left));
-        var fraction = Math.Clamp(value / yMax, 0, 1);
-        var y = area.Bottom - (int)Math.Round(fraction * (area.Bottom - area.Top));
-        return (x, y);
-    }
-
-    public static Canvas Draw(RunMetrics metrics)
-    {
-        var canvas = new Canvas(Width, Height, Background);
+        var figure = new Multiplot();
+        figure.AddPlots(2);
+        var loss = figure.GetPlot(0);
+        var precision = figure.GetPlot(1);
         var epochs = metrics.Epochs.Count;
-        var losses = metrics.Epochs.Select(e => e.Loss).ToList();
-        var lossMax = LossAxisMax(losses);
 
-        Panel(canvas, LossArea, "LOSS", lossMax, epochs);
-        Panel(canvas, PrecisionArea, "PRECISION AT 1", 1, epochs);
-        canvas.Text((Width / 2) - (Canvas.TextWidth("EPOCH") / 2), Height - 22, "EPOCH", Axis);
+        loss.Title($"{metrics.Dataset} / {metrics.Encoder}: {metrics.Source}, {Name(metrics.Config.Head)} head, {Name(metrics.Config.Loss)} loss");
+        loss.YLabel("loss");
+        if (Series(loss, metrics.Epochs, e => e.Loss, LossColour, "training loss") == 0)
+            loss.Axes.SetLimitsY(0, 1);
 
-        var baseline = PointFor(PrecisionArea, 1, 1, metrics.Baseline.PrecisionAt1, 1).Y;
-        canvas.Line(PrecisionArea.Left, baseline, PrecisionArea.Right, baseline, BaselineColour, thickness: 2, dash: 8);
-        canvas.Text(PrecisionArea.Right - Canvas.TextWidth("RAW") - 4, baseline - 14, "RAW", BaselineColour);
+        precision.XLabel("epoch");
+        precision.YLabel("precision@1");
+        var baseline = precision.Add.HorizontalLine(metrics.Baseline.PrecisionAt1, width: 2, color: BaselineColour, pattern: LinePattern.Dashed);
+        baseline.LegendText = "raw embeddings";
+        Series(precision, metrics.Epochs, e => e.PrecisionAt1, PrecisionColour, "precision@1 (validation)");
+        // Precision near 1 would be a flat line on a 0..1 axis: span what was measured, baseline included.
+        var values = metrics.Epochs.Select(e => e.PrecisionAt1).Append(metrics.Baseline.PrecisionAt1).Where(double.IsFinite).ToList();
+        var (low, high) = (values.Min(), values.Max());
+        var pad = Math.Max(0.01, (high - low) * 0.1);
+        precision.Axes.SetLimitsY(low - pad, high + pad);
 
-        Series(canvas, LossArea, losses, lossMax, LossColour);
-        Series(canvas, PrecisionArea, metrics.Epochs.Select(e => e.PrecisionAt1).ToList(), 1, PrecisionColour);
-        return canvas;
+        var font = SansFont();
+        foreach (var plot in new[] { loss, precision })
+        {
+            plot.Font.Set(font);
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+            plot.Axes.SetLimitsX(0.5, epochs + 0.5);
+            plot.ShowLegend(Edge.Right);
+        }
+
+        // Fixed padding lines the two data areas up, with room on the right for the legends.
+        loss.Layout.Fixed(new PixelPadding(left: 80, right: 240, bottom: 30, top: 45));
+        precision.Layout.Fixed(new PixelPadding(left: 80, right: 240, bottom: 55, top: 20));
+        return new Figure(figure, loss, precision);
     }
 
-    public static void Write(string path, RunMetrics metrics) => PngEncoder.Write(path, Draw(metrics));
+    public static void Write(string path, RunMetrics metrics) => Create(metrics).Multiplot.SavePng(path, Width, Height);
 
-    private static void Panel(Canvas canvas, (int Left, int Top, int Right, int Bottom) area, string title, double yMax, int epochs)
+    /// <summary>One line with a marker per epoch; epochs whose value is not finite (nothing to learn from) are left out.</summary>
+    /// <returns>The points drawn.</returns>
+    private static int Series(Plot plot, List<EpochMetrics> epochs, Func<EpochMetrics, double> value, Color colour, string label)
     {
-        for (var i = 0; i <= 4; i++)
-        {
-            var y = area.Bottom - (i * (area.Bottom - area.Top) / 4);
-            canvas.Line(area.Left, y, area.Right, y, Grid);
-            var label = (yMax * i / 4).ToString(yMax >= 10 ? "0" : "0.00", CultureInfo.InvariantCulture);
-            canvas.Text(area.Left - Canvas.TextWidth(label) - 6, y - 5, label, Axis);
-        }
-
-        var every = Math.Max(1, (int)Math.Ceiling(epochs / 20.0));
-        for (var e = 1; e <= epochs; e += every)
-        {
-            var (x, _) = PointFor(area, e, epochs, 0, 1);
-            canvas.Line(x, area.Bottom, x, area.Bottom + 5, Axis);
-            var label = e.ToString(CultureInfo.InvariantCulture);
-            canvas.Text(x - (Canvas.TextWidth(label) / 2), area.Bottom + 9, label, Axis);
-        }
-
-        canvas.Line(area.Left, area.Top, area.Left, area.Bottom, Axis, thickness: 2);
-        canvas.Line(area.Left, area.Bottom, area.Right, area.Bottom, Axis, thickness: 2);
-        canvas.Text(area.Left, area.Top - 20, title, Axis);
+        var finite = epochs.Where(e => double.IsFinite(value(e))).ToList();
+        var scatter = plot.Add.Scatter(finite.Select(e => (double)e.Epoch).ToArray(), finite.Select(value).ToArray(), colour);
+        scatter.LineWidth = 2;
+        scatter.MarkerSize = 8;
+        scatter.LegendText = label;
+        return finite.Count;
     }
 
-    private static void Series(Canvas canvas, (int Left, int Top, int Right, int Bottom) area, IReadOnlyList<double> values, double yMax, Rgba colour)
+    /// <summary>A sans-serif family the machine has (ScottPlot's own guess can land on a serif face here).</summary>
+    private static string SansFont()
     {
-        (int X, int Y)? previous = null;
-        for (var i = 0; i < values.Count; i++)
+        foreach (var family in (string[])["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"])
         {
-            if (!double.IsFinite(values[i]))
-            {
-                previous = null;
-                continue;
-            }
-
-            var point = PointFor(area, i + 1, values.Count, values[i], yMax);
-            if (previous is { } p)
-                canvas.Line(p.X, p.Y, point.X, point.Y, colour, thickness: 3);
-            canvas.FillRect(point.X - 4, point.Y - 4, 9, 9, colour);
-            previous = point;
+            using var typeface = SKFontManager.Default.MatchFamily(family);
+            if (typeface?.FamilyName == family)
+                return family;
         }
+
+        return Fonts.Default;
     }
+
+    private static string Name<T>(T value)
+        where T : struct, Enum => value.ToString().ToLowerInvariant();
 }

@@ -30,8 +30,8 @@ public sealed class TrainingRun
     {
         var o = _options;
         var fillClock = Stopwatch.StartNew();
-        var ready = await _source.PrepareAsync([o.TrainSplit, o.ValSplit],
-            new Progress<FillProgress>(p => _progress.Update(p.What, p.Processed, p.Total, "")), cancellationToken);
+        var ready = await _progress.PhaseAsync("fill", bar =>
+            _source.PrepareAsync([o.TrainSplit, o.ValSplit], new FillReport(bar), cancellationToken));
         var fillSeconds = fillClock.Elapsed.TotalSeconds;
         var note = (_source as CachedEmbeddingSource)?.FillNote;
         _progress.Line($"{_source.Kind}: {o.Dataset}/{o.Encoder} dim {ready.Dim}; ready in {Format(fillSeconds, "0.00")}s " +
@@ -65,18 +65,21 @@ public sealed class TrainingRun
         for (var epoch = 1; epoch <= o.Epochs; epoch++)
         {
             var clock = Stopwatch.StartNew();
-            var pass = await TrainEpochAsync(trainer, epoch, cancellationToken);
+            var pass = await _progress.PhaseAsync($"epoch {epoch}/{o.Epochs}", bar => TrainEpochAsync(trainer, epoch, bar, cancellationToken));
             var seconds = clock.Elapsed.TotalSeconds;
-            // The cache's first epoch pays for the fill: that is the cost a warm cache saves.
-            var isFill = epoch == 1 && _source.Kind == "cached";
-            if (isFill)
+            // A cached epoch is a fill only when something was encoded for it: the prewarm before the
+            // first epoch (whose time that epoch then carries), or misses the stream filled. On a warm
+            // cache no epoch is a fill, so no epoch's JIT warm-up passes for the cost of encoding.
+            var prewarmFilled = epoch == 1 && ready.Encoded > 0;
+            var isFill = _source.Kind == "cached" && (prewarmFilled || pass.Misses > 0);
+            if (isFill && prewarmFilled)
                 seconds += fillSeconds;
 
             var evalClock = Stopwatch.StartNew();
             var scores = Evaluate(head, eval, o.K);
             var evalSeconds = evalClock.Elapsed.TotalSeconds;
             var hitRate = pass.Hits + pass.Misses == 0 ? 0 : (double)pass.Hits / (pass.Hits + pass.Misses);
-            if (isFill && ready.Encoded + ready.AlreadyCached > 0)
+            if (isFill && prewarmFilled)
                 hitRate = (double)ready.AlreadyCached / (ready.Encoded + ready.AlreadyCached);
             metrics.Epochs.Add(new EpochMetrics(epoch, isFill, pass.Loss, scores.PrecisionAt1, scores.RecallAtK, seconds, evalSeconds, hitRate, pass.Items, pass.Batches, pass.DataDigest));
             _progress.Line($"epoch {epoch}/{o.Epochs}{(isFill ? " (fill)" : "")}  loss {Format(pass.Loss)}  p@1 {Format(scores.PrecisionAt1)}  " +
@@ -87,13 +90,12 @@ public sealed class TrainingRun
         return WriteOutputs(metrics, head, spec);
     }
 
-    private async Task<EpochPass> TrainEpochAsync(HeadTrainer trainer, int epoch, CancellationToken cancellationToken)
+    private async Task<EpochPass> TrainEpochAsync(HeadTrainer trainer, int epoch, IPhaseProgress bar, CancellationToken cancellationToken)
     {
         var o = _options;
         double lossSum = 0;
         long lossItems = 0, items = 0, hits = 0, misses = 0;
         var batches = 0;
-        var label = $"epoch {epoch}/{o.Epochs}";
         // A digest of exactly what this epoch received (order, labels, embedding bits), so runs
         // that share a cache can show they were served identical data.
         var digest = new System.IO.Hashing.XxHash64();
@@ -123,8 +125,7 @@ public sealed class TrainingRun
                 hits += batch.Hits;
                 misses += batch.Misses;
                 batches++;
-                _progress.Update(label, batch.Offset + batch.Units, batch.Total,
-                    $"loss {Format(lossItems == 0 ? 0 : lossSum / lossItems)}");
+                bar.Report(batch.Offset + batch.Units, batch.Total, $"loss {Format(lossItems == 0 ? 0 : lossSum / lossItems)}");
             }
         }
 
@@ -181,22 +182,20 @@ public sealed class TrainingRun
         return other;
     }
 
+    /// <summary>
+    /// The speedup of the cache, stated only against a real uncached measurement: the epochs of the
+    /// --compare run. A run's own first epoch is no such measurement (it also pays for JIT warm-up).
+    /// </summary>
     private static SpeedupMetrics Speedups(RunMetrics metrics, RunMetrics? other, string? comparePath)
     {
-        double? overFill = null;
-        var first = metrics.Epochs.FirstOrDefault(e => e.Fill);
-        var steady = metrics.SteadyEpochSeconds();
-        if (first is not null && steady is > 0)
-            overFill = first.Seconds / steady.Value;
         if (other is null)
-            return new SpeedupMetrics { CachedOverFill = overFill };
+            return new SpeedupMetrics();
 
         var (cached, local) = metrics.Source == "cached" ? (metrics, other) : (other, metrics);
         var cachedSteady = cached.SteadyEpochSeconds();
         var localSteady = local.SteadyEpochSeconds();
         return new SpeedupMetrics
         {
-            CachedOverFill = overFill ?? cached.Speedups.CachedOverFill,
             CachedOverNoCache = cachedSteady is > 0 && localSteady is not null ? localSteady / cachedSteady : null,
             ComparedWith = Path.GetFullPath(comparePath!),
         };
@@ -210,17 +209,27 @@ public sealed class TrainingRun
         metrics.Write(metricsPath);
         var plotPath = Path.Combine(dir, "training.png");
         TrainingPlot.Write(plotPath, metrics);
+        if (!TrainingPlot.HasFonts)
+            _progress.Line("note: this machine has no fonts, so training.png has lines but no text (install fonts-dejavu-core)");
         Heads.Save(head, spec, dir);
 
         var s = metrics.Speedups;
-        if (s.CachedOverFill is { } f)
-            _progress.Line($"speedup: cached epochs are {Format(f, "0.0")}x faster than the first (fill) epoch");
-        if (s.CachedOverNoCache is { } n)
-            _progress.Line($"speedup: cached epochs are {Format(n, "0.0")}x faster than --no-cache epochs ({s.ComparedWith})");
+        _progress.Line((s.CachedOverNoCache, s.ComparedWith) switch
+        {
+            ({ } n, _) => $"speedup: cached epochs are {Format(n, "0.0")}x faster than --no-cache epochs ({s.ComparedWith})",
+            (null, null) => "speedup: none available (measure one: a --no-cache run, then --compare its metrics.json)",
+            (null, { } with) => $"speedup: none available (no cached epoch read a warm cache to compare with {with})",
+        });
         var last = metrics.Epochs[^1];
         _progress.Line($"precision@1: {Format(metrics.Baseline.PrecisionAt1)} raw -> {Format(last.PrecisionAt1)} trained; " +
                        $"wrote {metricsPath}, {plotPath}, {Path.Combine(dir, Heads.WeightsFile)}");
         return new TrainingResult(metrics, dir, metricsPath, plotPath, dir);
+    }
+
+    /// <summary>Fill progress straight onto the bar (synchronously: no report lands after the phase ended).</summary>
+    private sealed class FillReport(IPhaseProgress bar) : IProgress<FillProgress>
+    {
+        public void Report(FillProgress value) => bar.Report(value.Processed, value.Total, "");
     }
 
     private readonly record struct EpochPass(double Loss, long Items, int Batches, long Hits, long Misses, string DataDigest);
