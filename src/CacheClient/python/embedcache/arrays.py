@@ -137,10 +137,13 @@ class Labels:
     opaque: Optional[List[bytes]] = None
 
     @staticmethod
-    def from_message(message: "pb.LabelBatch", count: int) -> "Labels":
+    def from_message(message: "pb.LabelBatch", count: int, groups: Optional[np.ndarray] = None) -> "Labels":
+        """Labels of ``count`` items; ``groups`` are the group ids when they were decoded already."""
         kind = message.WhichOneof("kind")
-        groups = pairs = opaque = None
-        if kind == "groups":
+        pairs = opaque = None
+        if kind != "groups":
+            groups = None
+        if kind == "groups" and groups is None:
             groups = np.fromiter(message.groups.group_ids, dtype=np.int64, count=len(message.groups.group_ids))
         elif kind == "pairs":
             p = message.pairs

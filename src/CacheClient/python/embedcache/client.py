@@ -11,8 +11,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import grpc
 import numpy as np
 
-from . import errors
-from .arrays import Embeddings, Labels, Pairs
+from . import _wire, errors
+from .arrays import DTYPES, Embeddings, Labels, Pairs
 from .v1 import embedcache_pb2 as pb
 from .v1 import embedcache_pb2_grpc as pb_grpc
 
@@ -68,6 +68,17 @@ class LookupResult:
         labels = Labels.from_message(m.labels, count) if m.HasField("labels") else None
         return LookupResult(m.request_id, count, {r.encoder: Embeddings.from_message(r, count) for r in m.results}, labels)
 
+    @staticmethod
+    def from_wire(raw: bytes) -> "LookupResult":
+        """From the received bytes: embeddings stay views on them (see :mod:`embedcache._wire`)."""
+        try:
+            small, ranges = _wire.split(raw, _wire.LOOKUP_RESPONSE)
+            m = pb.LookupResponse.FromString(small)
+            labels = _labels(m, raw, ranges, m.count, (4, 2, 1))
+        except (_wire.Unexpected, IndexError):
+            return LookupResult.from_message(pb.LookupResponse.FromString(raw))
+        return LookupResult(m.request_id, m.count, _embeddings(m.results, raw, ranges.get(3, []), m.count), labels)
+
 
 @dataclass(frozen=True)
 class EpochBatch:
@@ -100,6 +111,19 @@ class EpochBatch:
         labels = Labels.from_message(m.labels, count) if m.HasField("labels") else None
         return EpochBatch(m.offset, m.total, indices, {r.encoder: Embeddings.from_message(r, count) for r in m.results}, labels)
 
+    @staticmethod
+    def from_wire(raw: bytes) -> "EpochBatch":
+        """From the received bytes: embeddings stay views on them (see :mod:`embedcache._wire`)."""
+        try:
+            small, ranges = _wire.split(raw, _wire.DATASET_BATCH)
+            indices = _wire.packed_varints(raw, _wire.spans(ranges, 3))
+            m = pb.DatasetBatch.FromString(small)
+            count = len(indices)
+            labels = _labels(m, raw, ranges, count, (5, 2, 1))
+        except (_wire.Unexpected, IndexError):
+            return EpochBatch.from_message(pb.DatasetBatch.FromString(raw))
+        return EpochBatch(m.offset, m.total, indices, _embeddings(m.results, raw, ranges.get(4, []), count), labels)
+
     def head(self, n: int) -> "EpochBatch":
         """The first ``n`` elements (views, no copy). Pair batches keep all their items, and drop pairs."""
         if n >= self.elements:
@@ -113,6 +137,25 @@ class EpochBatch:
             labels = Labels(labels.found[:n], None if labels.groups is None else labels.groups[:n], None,
                             None if labels.opaque is None else labels.opaque[:n])
         return EpochBatch(self.offset, self.total, self.indices[:n], {k: e.head(n) for k, e in self.embeddings.items()}, labels)
+
+
+def _embeddings(results, raw: bytes, ranges: list, count: int) -> Dict[str, Embeddings]:
+    out = {}
+    view = memoryview(raw)
+    for k, r in enumerate(results):
+        if r.dtype not in DTYPES:
+            raise ValueError(f"encoder {r.encoder!r} sent an unknown dtype {r.dtype}")
+        taken = _wire.spans(ranges[k], 6) if k < len(ranges) else []
+        rows = view[taken[-1][0]:taken[-1][1]] if taken else b""  # the last occurrence wins, as in protobuf
+        out[r.encoder] = Embeddings(r.encoder, r.fingerprint, r.dim, DTYPES[r.dtype][0], count, rows, r.found, r.encoded)
+    return out
+
+
+def _labels(m, raw: bytes, ranges, count: int, group_path) -> Optional[Labels]:
+    if not m.HasField("labels"):
+        return None
+    groups = _wire.packed_varints(raw, _wire.spans(ranges, *group_path)).view(np.int64)
+    return Labels.from_message(m.labels, count, groups=groups)
 
 
 @dataclass(frozen=True)
@@ -243,6 +286,11 @@ class Client:
             self._channel = grpc.insecure_channel(target, options=channel_options)
         self._cache = pb_grpc.EmbeddingCacheStub(self._channel)
         self._admin = pb_grpc.CacheAdminStub(self._channel)
+        # The embedding-carrying responses arrive as raw bytes (no deserializer) and are read in place.
+        service = "/embedcache.v1.EmbeddingCache/"
+        self._lookup = self._channel.unary_unary(service + "Lookup", request_serializer=pb.LookupRequest.SerializeToString)
+        self._get_embeddings = self._channel.stream_stream(service + "GetEmbeddings", request_serializer=pb.LookupRequest.SerializeToString)
+        self._stream_dataset = self._channel.unary_stream(service + "StreamDataset", request_serializer=pb.StreamDatasetRequest.SerializeToString)
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -277,7 +325,7 @@ class Client:
         request = pb.LookupRequest(encoders=_names(encoders), keys=keys, include_labels=include_labels)
         if features is not None:
             request.features.CopyFrom(features)
-        return LookupResult.from_message(self._unary(self._cache.Lookup, request, timeout, "Lookup"))
+        return LookupResult.from_wire(self._unary(self._lookup, request, timeout, "Lookup"))
 
     def lookup_many(self, encoders: Encoders, batches: Iterable[Union[pb.KeyBatch, Tuple[pb.KeyBatch, Optional[pb.FeatureBatch]]]],
                     *, include_labels: bool = False, timeout: Optional[float] = None) -> Iterator[LookupResult]:
@@ -295,10 +343,10 @@ class Client:
                     r.features.CopyFrom(features)
                 yield r
 
-        call = self._cache.GetEmbeddings(requests(), timeout=timeout, metadata=self._metadata)
+        call = self._get_embeddings(requests(), timeout=timeout, metadata=self._metadata)
         try:
             for reply in call:
-                yield LookupResult.from_message(reply)
+                yield LookupResult.from_wire(reply)
         except grpc.RpcError as e:
             raise errors.from_rpc_error(e, "GetEmbeddings") from None
         finally:
@@ -323,11 +371,11 @@ class Client:
             return
         attempt = 0
         while True:
-            call = self._cache.StreamDataset(request, timeout=timeout, metadata=self._metadata)
+            call = self._stream_dataset(request, timeout=timeout, metadata=self._metadata)
             try:
                 for message in call:
                     attempt = 0
-                    batch = EpochBatch.from_message(message)
+                    batch = EpochBatch.from_wire(message)
                     request.start_offset = batch.offset + batch.elements
                     if stop_offset is not None and request.start_offset >= stop_offset:
                         yield batch.head(stop_offset - batch.offset)
