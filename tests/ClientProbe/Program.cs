@@ -10,7 +10,8 @@ using EmbedCache.Contract.V1;
 //   and prints one JSON line: items, dim, dtype, fingerprint.
 // hash (--texts FILE.json | --tensors FILE.f32 --shape D[xD...]): the .NET client's content keys, one hex line per item.
 // bench --service URL --dataset D --split S --encoder E [--batch-size N] --seconds N [--warmup N]
-//   streams epochs (pooled, as the trainer does) for the given time after a warm-up; prints one JSON line.
+//   streams epochs (pooled, as the trainer does) for the given time after a warm-up; prints one JSON line
+//   (items, seconds, and the CPU time this process spent).
 var options = Options.Parse(args);
 try
 {
@@ -133,8 +134,10 @@ static async Task<int> BenchAsync(Options o)
     }
 
     await RunAsync(warmup);
+    var cpu = Process.GetCurrentProcess().TotalProcessorTime;
     var (n, b, e, s) = await RunAsync(seconds);
-    Console.WriteLine(JsonSerializer.Serialize(new { items = n, bytes = b, epochs = e, seconds = s, items_per_second = n / s }));
+    var cpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
+    Console.WriteLine(JsonSerializer.Serialize(new { items = n, bytes = b, epochs = e, seconds = s, cpu_seconds = cpuSeconds, items_per_second = n / s }));
     return 0;
 }
 
