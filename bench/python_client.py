@@ -1,0 +1,181 @@
+"""Cached-epoch throughput of the Python client against the .NET client, in one run (see python-client.sh).
+
+Starts the built service on free loopback ports with a generated dataset of 64-float vectors and two
+random-mlp encoders (64 -> 384; float32 `e32`, float16 `e16`, Cpu tier), prewarms both, then measures
+shuffled epochs with labels through StreamDataset, the paths taking turns (rounds x seconds each):
+
+  python stream_epoch   embedcache.Client.stream_epoch, each batch's rows taken as a NumPy view
+  python dataset        EmbedCacheDataset through DataLoader(batch_size=None), rows as torch views
+  .NET client           tests/ClientProbe `bench`: EmbedCacheClient.StreamEpochPooledAsync, as the trainer reads
+
+Prints a Markdown section for bench/RESULTS.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+import embedcache
+
+DIM = 384
+LISTENING = re.compile(r"listening: gRPC (?P<grpc>https?://\S+?)/?, HTTP")
+
+
+def write_dataset(directory: pathlib.Path, items: int) -> None:
+    directory.mkdir(parents=True)
+    (directory / "dataset.json").write_text(json.dumps({
+        "format": "csv", "splits": {"train": "train.csv"},
+        "features": {"kind": "vector", "columns": "*", "shape": [64]}, "labels": {"kind": "group", "field": "label"}}))
+    rng = np.random.default_rng(11)
+    x = rng.random((items, 64), dtype=np.float32)
+    labels = rng.integers(0, 100, items)
+    with open(directory / "train.csv", "w") as f:
+        f.write(",".join([f"x{i}" for i in range(64)] + ["label"]) + "\n")
+        np.savetxt(f, np.column_stack([x, labels]), delimiter=",", fmt=["%.6f"] * 64 + ["%d"])
+
+
+def start_service(dll: pathlib.Path, root: pathlib.Path):
+    args = ["dotnet", str(dll), "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", f"--EmbedCache:SaveDir={root / 'save'}",
+            f"--EmbedCache:DataRoot={root / 'data'}", "--EmbedCache:Datasets:vec=vec", "--EmbedCache:Store:DefaultTier=Cpu",
+            "--EmbedCache:Store:CheckpointIntervalSeconds=0"]
+    for name, dtype in (("e32", "Float32"), ("e16", "Float16")):
+        args += [f"--EmbedCache:Encoders:{name}:Kind=random-mlp", f"--EmbedCache:Encoders:{name}:Dim={DIM}",
+                 f"--EmbedCache:Encoders:{name}:DType={dtype}", f"--EmbedCache:Encoders:{name}:BatchSize=256"]
+    process = subprocess.Popen(args, cwd=dll.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    threading.Thread(target=lambda: [lines.append(line) for line in process.stdout], daemon=True).start()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        for line in list(lines):
+            m = LISTENING.search(line)
+            if m:
+                return process, m.group("grpc")
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    sys.exit("the service did not start:\n" + "".join(lines))
+
+
+def python_epochs(client, encoder, batch_size, seconds, epoch0):
+    """Whole shuffled epochs until `seconds` have passed: (items, seconds, client CPU seconds)."""
+    started, cpu, items, epoch = time.perf_counter(), time.process_time(), 0, epoch0
+    while time.perf_counter() - started < seconds:
+        for batch in client.stream_epoch("vec", "train", encoder, batch_size=batch_size, shuffle=True, epoch=epoch,
+                                         include_labels=True):
+            rows = batch[encoder].numpy()
+            items += rows.shape[0]
+        epoch += 1
+    return items, time.perf_counter() - started, time.process_time() - cpu
+
+
+def dataset_epochs(address, encoder, batch_size, seconds, epoch0):
+    ds = embedcache.EmbedCacheDataset("vec", "train", encoder, service=address, batch_size=batch_size, labels=True)
+    started, cpu, items, epoch = time.perf_counter(), time.process_time(), 0, epoch0
+    while time.perf_counter() - started < seconds:
+        ds.set_epoch(epoch)
+        for batch in DataLoader(ds, batch_size=None):
+            items += batch["embeddings"].shape[0]
+        epoch += 1
+    return items, time.perf_counter() - started, time.process_time() - cpu
+
+
+def dotnet_epochs(probe, grpc, encoder, batch_size, seconds):
+    out = subprocess.run(["dotnet", str(probe), "bench", "--service", grpc, "--dataset", "vec", "--split", "train",
+                          "--encoder", encoder, "--batch-size", str(batch_size), "--shuffle", "--labels", "--seconds", str(seconds),
+                          "--warmup", "2"], capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["items"], r["seconds"], r["cpu_seconds"]
+
+
+def machine() -> str:
+    os_name = platform.platform()
+    try:
+        os_name = next(l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release") if l.startswith("PRETTY_NAME="))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    import grpc
+    import torch
+    return (f"{os.cpu_count()} cores, {mem:.0f} GiB, {os_name}, Python {platform.python_version()} (Debian), "
+            f"grpcio {grpc.__version__}, numpy {np.__version__}, torch {torch.__version__.split('+')[0]}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--service-dll", required=True)
+    p.add_argument("--probe-dll", required=True)
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--seconds", type=float, default=6)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+
+    args.service_dll, args.probe_dll = (pathlib.Path(a).resolve() for a in (args.service_dll, args.probe_dll))
+    root = pathlib.Path(tempfile.mkdtemp(prefix="embedcache-pybench-"))
+    service = None
+    try:
+        write_dataset(root / "data" / "vec", args.items)
+        service, grpc_uri = start_service(args.service_dll, root)
+        address = grpc_uri.split("://", 1)[1]
+        load_start = os.getloadavg()[0]
+        with embedcache.Client(address) as client:
+            for encoder in ("e16", "e32"):
+                last = list(client.prewarm("vec", encoders=[encoder], batch_size=256, progress_bar=False))[-1]
+                assert last.state == "completed", last
+            for encoder in ("e32", "e16"):  # warm both paths up once (JIT, HTTP/2 windows, page cache)
+                python_epochs(client, encoder, args.batch_size, 2, 1000)
+
+            totals = {}
+            for r in range(args.rounds):
+                for encoder in ("e32", "e16"):
+                    runs = {
+                        "python stream_epoch": lambda: python_epochs(client, encoder, args.batch_size, args.seconds, 100 * r),
+                        "python dataset": lambda: dataset_epochs(address, encoder, args.batch_size, args.seconds, 100 * r + 50),
+                        ".NET client": lambda: dotnet_epochs(args.probe_dll, grpc_uri, encoder, args.batch_size, args.seconds),
+                    }
+                    for path, run in runs.items():
+                        items, seconds, cpu = run()
+                        t = totals.setdefault((path, encoder), [0, 0.0, 0.0])
+                        t[0] += items
+                        t[1] += seconds
+                        t[2] += cpu
+                        print(f"round {r + 1} {encoder} {path}: {items / seconds:,.0f} emb/s, "
+                              f"{cpu / items * 1e6:.2f} client CPU-µs/emb", file=sys.stderr)
+        load_end = os.getloadavg()[0]
+    finally:
+        if service is not None:
+            service.terminate()
+            service.wait(30)
+        shutil.rmtree(root, ignore_errors=True)
+
+    rate = {k: v[0] / v[1] for k, v in totals.items()}
+    cpu_us = {k: v[2] / v[0] * 1e6 for k, v in totals.items()}
+    today = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
+    print(f"### {today} Python client vs .NET client, cached epochs (bench/python-client.sh)\n")
+    print(f"Machine: {machine()}; load average {load_start:.1f} at start, {load_end:.1f} at end.")
+    print(f"Workload: {args.items:,} items, random-mlp 64 → {DIM}, Cpu tier; shuffled epochs with group labels through StreamDataset in batches of "
+          f"{args.batch_size}, loopback TCP; {args.rounds} rounds × {args.seconds:g} s per path, the paths taking turns.\n")
+    print("| path | float32 emb/s | MB/s | client CPU-µs/emb | float16 emb/s | MB/s | client CPU-µs/emb | ÷ .NET emb/s (f32 / f16) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for path in ("python stream_epoch", "python dataset", ".NET client"):
+        r32, r16 = rate[(path, "e32")], rate[(path, "e16")]
+        ratio = f"{r32 / rate[('.NET client', 'e32')]:.2f} / {r16 / rate[('.NET client', 'e16')]:.2f}"
+        print(f"| {path} | {r32:,.0f} | {r32 * DIM * 4 / 1e6:,.0f} | {cpu_us[(path, 'e32')]:.2f} | {r16:,.0f} | "
+              f"{r16 * DIM * 2 / 1e6:,.0f} | {cpu_us[(path, 'e16')]:.2f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
