@@ -4,7 +4,11 @@ The training loop never reads the raw dataset and never runs the encoder: the se
 split once (a job; a second run finds everything cached), then every epoch streams the cached
 embeddings and labels in a fresh order (`set_epoch`), through an ordinary DataLoader.
 
-    python examples/train_head.py --service 127.0.0.1:50051 --dataset digits --encoder random-mlp --epochs 5
+    python examples/train_head.py --service 127.0.0.1:50051 --dataset fortunes --encoder all-minilm-l6-v2 --epochs 20
+
+fortunes (short English texts, ten topics) and all-minilm-l6-v2 (sentence-transformers' pretrained text
+encoder) ship with the service, so this runs on a fresh service; the first run encodes the 1,959 sentences
+once (a few seconds to a minute), every later run and every epoch reads them from the cache.
 
 Any dataset with group labels (a class id per item) and any encoder that matches its input work:
 `--dataset NAME --encoder NAME`. Keys: `--api-key` (trainer) and `--admin-key` (prewarm), or
@@ -26,11 +30,11 @@ def parse_args(argv=None):
     p.add_argument("--service", help="gRPC address (default $EMBEDCACHE_SERVICE or 127.0.0.1:50051)")
     p.add_argument("--api-key", help="trainer API key (default $EMBEDCACHE_API_KEY)")
     p.add_argument("--admin-key", help="admin API key for the prewarm (default: --api-key)")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--encoder", default="random-mlp")
+    p.add_argument("--dataset", default="fortunes")
+    p.add_argument("--encoder", default="all-minilm-l6-v2")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--hidden", type=int, default=256)
