@@ -5,7 +5,7 @@
 #   docker build --network host --build-arg BASE_IMAGE=embedcache/base:trixie \
 #     -f deploy/trainer.Dockerfile -t embedcache/trainer artifacts/trainer
 #   docker run --rm --network host -v trainer-out:/out embedcache/trainer \
-#     train --dataset digits --encoder mlp --epochs 5 --out /out/run1
+#     train --dataset fortunes --encoder all-minilm-l6-v2 --epochs 30 --out /out/run1
 # The trainer reads no raw data from the cache path (StreamDataset); /datasets is only for --no-cache.
 ARG BASE_IMAGE=embedcache/base:trixie
 FROM ${BASE_IMAGE}
@@ -25,4 +25,4 @@ WORKDIR /out
 VOLUME ["/out", "/datasets"]
 # `check` asks the service for health; a trainer is a job, so no HEALTHCHECK loop of its own.
 ENTRYPOINT ["/opt/trainer/EmbedCache.Trainer"]
-CMD ["train", "--dataset", "digits", "--encoder", "mlp", "--epochs", "5", "--out", "/out/digits-mlp"]
+CMD ["train", "--dataset", "fortunes", "--encoder", "all-minilm-l6-v2", "--epochs", "30", "--out", "/out/fortunes-all-minilm-l6-v2"]

@@ -67,3 +67,34 @@ public sealed class EndToEndTests
         Assert.Equal(0, await service.WaitForExitAsync("the service to stop"));
     }
 }
+
+/// <summary>
+/// The README's walk-through: a head trained on the pretrained all-MiniLM-L6-v2's cached embeddings of the
+/// shipped fortunes dataset must retrieve better than those embeddings do by themselves.
+/// </summary>
+public sealed class PretrainedEndToEndTests
+{
+    [Fact]
+    public async Task HeadOnAllMiniLmL6V2_OverFortunes_BeatsTheRawEmbeddings()
+    {
+        using var dir = new TempDirectory("e2e-pretrained");
+        using var service = ChildProcess.Start(RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService"),
+            ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}"]);
+        var address = (await service.WaitForListeningAsync()).Grpc.ToString();
+
+        using var trainer = ChildProcess.Start(RepoPaths.BuiltAssembly("Trainer", "EmbedCache.Trainer"),
+            ["train", "--dataset", "fortunes", "--encoder", "all-minilm-l6-v2", "--service", address, "--epochs", "30", "--seed", "42",
+             "--out", dir.Combine("run")]);
+        var exit = await trainer.WaitForExitAsync("the trainer to finish", TimeSpan.FromMinutes(15));
+        Assert.True(exit == 0, $"trainer exited {exit}:\n{trainer.Output}");
+
+        var run = RunMetrics.Read(dir.Combine("run", RunMetrics.FileName));
+        Assert.Equal((1959L, 30), (run.Fill.Encoded, run.Epochs.Count));
+        var trained = run.Epochs[^1].PrecisionAt1;
+        Assert.True(trained > run.Baseline.PrecisionAt1 + 0.05,
+            $"trained p@1 {trained:0.0000} does not beat the raw embeddings' {run.Baseline.PrecisionAt1:0.0000} by 0.05:\n{trainer.Output}");
+
+        service.Terminate();
+        Assert.Equal(0, await service.WaitForExitAsync("the service to stop"));
+    }
+}
