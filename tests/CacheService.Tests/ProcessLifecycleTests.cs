@@ -46,6 +46,37 @@ public sealed class ProcessLifecycleTests
         Assert.Contains("70000", line, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("not-onnx", "is not a loadable ONNX model")]
+    [InlineData("bad-input", "has no input 'pixels' (InputName)")]
+    [InlineData("bad-dim", "outputs dim 384, but Dim is set to 100")]
+    public async Task Service_WithABadOnnxEncoder_ExitsWithOneLineNamingTheEncoder(string problem, string expected)
+    {
+        using var dir = new TempDirectory("onnx");
+        var model = Path.Combine(AppContext.BaseDirectory, "models", "all-minilm-l6-v2", "model.onnx");
+        var vocab = Path.Combine(AppContext.BaseDirectory, "models", "all-minilm-l6-v2", "vocab.txt");
+        string[] encoder = problem switch
+        {
+            "not-onnx" => ["--EmbedCache:Encoders:mine:ModelPath=" + vocab, "--EmbedCache:Encoders:mine:VocabPath=" + vocab],
+            "bad-input" => ["--EmbedCache:Encoders:mine:ModelPath=" + model, "--EmbedCache:Encoders:mine:InputKind=FloatTensor",
+                "--EmbedCache:Encoders:mine:InputShape:0=8", "--EmbedCache:Encoders:mine:InputName=pixels"],
+            _ => ["--EmbedCache:Encoders:mine:ModelPath=" + model, "--EmbedCache:Encoders:mine:VocabPath=" + vocab,
+                "--EmbedCache:Encoders:mine:Pooling=mean", "--EmbedCache:Encoders:mine:Dim=100"],
+        };
+        using var child = ChildProcess.Start(ServiceDll,
+        [
+            "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}",
+            "--EmbedCache:Encoders:mine:Kind=onnx", "--EmbedCache:Encoders:mine:InputKind=Text", .. encoder,
+        ]);
+
+        var exit = await child.WaitForExitAsync("the service to refuse a bad ONNX encoder");
+
+        Assert.Equal(2, exit);
+        var line = Assert.Single(child.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("encoder 'mine'", line, StringComparison.Ordinal);
+        Assert.Contains(expected, line, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Service_WithMissingConfigFile_ExitsNamingTheFile()
     {
