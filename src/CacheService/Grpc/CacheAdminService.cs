@@ -44,6 +44,7 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
         {
             UptimeSeconds = (DateTimeOffset.UtcNow - host.StartedAt).TotalSeconds,
             LastCheckpointUnixMs = engine.Store.LastCheckpoint is { } c ? c.Time.ToUnixTimeMilliseconds() : 0,
+            LabelItems = (ulong)engine.Store.LabelItems,
         };
         // Several encoder names may share one namespace (the same model under two names).
         var entries = engine.Entries.ToLookup(e => e.Fingerprint);
