@@ -67,6 +67,8 @@ public sealed partial class ErrorContractTests
             s => s.Contract.Cache.LookupAsync(Contract.Custom("nope", "a")).ResponseAsync, "unknown encoder 'nope'", Mlp),
         new("requests", "StreamDataset for an unknown encoder", StatusCode.NotFound,
             s => ReadAllAsync(s, new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { "nope" } }), "unknown encoder 'nope'"),
+        new("requests", "Prewarm of an unknown dataset", StatusCode.NotFound,
+            s => PrewarmAsync(s, new PrewarmRequest { Dataset = "nope" }), "unknown dataset 'nope'"),
         new("requests", "DropNamespace of a fingerprint nothing is stored under", StatusCode.NotFound,
             s => s.Contract.Admin.DropNamespaceAsync(new DropNamespaceRequest { Fingerprint = new string('0', 32) }).ResponseAsync, "no stored namespace"),
         new("requests", "CancelJob of an unknown job", StatusCode.NotFound,
@@ -78,6 +80,8 @@ public sealed partial class ErrorContractTests
         new("requests", "StreamDataset for an encoder the split is not cached for", StatusCode.FailedPrecondition,
             s => ReadAllAsync(s, new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { "random-convnet" } }),
             "not cached for encoder 'random-convnet'"),
+        new("requests", "Prewarm of a registered dataset whose directory is missing", StatusCode.FailedPrecondition,
+            s => PrewarmAsync(s, new PrewarmRequest { Dataset = "ghost" }), "'ghost'", "Datasets:ghost", "does not exist"),
 
         // ---- RESOURCE_EXHAUSTED, naming the limit's key and value
         new("requests", "Lookup with more feature bytes than Limits:MaxFeatureBytesPerRequest", StatusCode.ResourceExhausted,
@@ -139,6 +143,60 @@ public sealed partial class ErrorContractTests
         }
 
         Assert.True(failures.Count == 0, string.Join(Environment.NewLine, failures));
+    }
+
+    /// <summary>
+    /// 64 KB request values (names, ids, keys, shapes) on every RPC that takes one, through a client that accepts
+    /// 8 KB of response metadata, as gRPC clients do by default: each gets its real status, with the value cut.
+    /// </summary>
+    [Fact]
+    public async Task LongRequestValues_AreCutInStatusMessages_SoAClientWith8KBOfMetadataSeesTheRealStatus()
+    {
+        await using var service = await InProcessService.StartAsync();
+        using var channel = GrpcChannel.ForAddress(service.Endpoints.GrpcUri,
+            new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { MaxResponseHeadersLength = 8 } });
+        var c = new Contract(channel);
+        var huge = new string('a', 65536);
+        var cases = new (string Name, StatusCode Expected, Func<Task> Call)[]
+        {
+            ("Lookup: encoder", StatusCode.NotFound, () => c.Cache.LookupAsync(Contract.Custom(huge, "a")).ResponseAsync),
+            ("Lookup: positional dataset", StatusCode.InvalidArgument, () => c.Cache.LookupAsync(Contract.Positional(Mlp, huge, "train", 0)).ResponseAsync),
+            ("Lookup: positional split", StatusCode.InvalidArgument, () => c.Cache.LookupAsync(Contract.Positional(Mlp, "digits", huge, 0)).ResponseAsync),
+            ("Lookup: custom key", StatusCode.InvalidArgument, () => c.Cache.LookupAsync(Contract.Custom(Mlp, huge)).ResponseAsync),
+            ("StreamDataset: dataset", StatusCode.InvalidArgument, () => ReadAllAsync(c, Stream(huge, "train"))),
+            ("StreamDataset: split", StatusCode.InvalidArgument, () => ReadAllAsync(c, Stream("digits", huge))),
+            ("StreamDataset: encoder", StatusCode.NotFound, () => ReadAllAsync(c, new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { huge } })),
+            ("Prewarm: dataset", StatusCode.NotFound, () => Contract.PrewarmToEndAsync(c.Admin, new PrewarmRequest { Dataset = huge })),
+            ("Prewarm: split", StatusCode.InvalidArgument, () => Contract.PrewarmToEndAsync(c.Admin, new PrewarmRequest { Dataset = "digits", Splits = { huge } })),
+            ("Prewarm: encoder", StatusCode.NotFound, () => Contract.PrewarmToEndAsync(c.Admin, new PrewarmRequest { Dataset = "digits", Encoders = { huge } })),
+            ("DropNamespace: encoder", StatusCode.NotFound, () => c.Admin.DropNamespaceAsync(new DropNamespaceRequest { Encoder = huge }).ResponseAsync),
+            ("DropNamespace: fingerprint", StatusCode.InvalidArgument, () => c.Admin.DropNamespaceAsync(new DropNamespaceRequest { Fingerprint = huge }).ResponseAsync),
+            ("CancelJob: job id", StatusCode.NotFound, () => c.Admin.CancelJobAsync(new CancelJobRequest { JobId = huge }).ResponseAsync),
+        };
+
+        var failures = new List<string>();
+        foreach (var (name, expected, call) in cases)
+        {
+            var (code, detail) = await StatusAndDetail(call);
+            var bytes = Encoding.UTF8.GetByteCount(detail);
+            if (code != expected || bytes > MaxMessageBytes || detail.Contains(new string('a', 100), StringComparison.Ordinal))
+                failures.Add($"{name}: expected {expected} with a short message, got {code} ({bytes} bytes: {Shorten(detail)})");
+        }
+
+        Assert.True(failures.Count == 0, string.Join(Environment.NewLine, failures));
+    }
+
+    [Fact]
+    public void EchoedValues_AreQuoted_AndLongOnesCutToAPrefixWithTheirLength()
+    {
+        Assert.Equal("'digits'", EmbedCache.Engine.Echo.Quote("digits"));
+        Assert.Equal($"'{new string('a', 24)}…' (65536 chars)", EmbedCache.Engine.Echo.Quote(new string('a', 65536)));
+        Assert.Equal("3x32x32", EmbedCache.Engine.Echo.Shape([3, 32, 32]));
+        Assert.EndsWith("… (65536 dimensions)", EmbedCache.Engine.Echo.Shape([.. Enumerable.Repeat(1L, 65536)]), StringComparison.Ordinal);
+
+        // A cut never splits a surrogate pair.
+        var emoji = new string('a', 23) + "😀" + new string('b', 100);
+        Assert.Equal($"'{new string('a', 23)}…' (125 chars)", EmbedCache.Engine.Echo.Quote(emoji));
     }
 
     // ------------------------------------------------------------------ scenes
@@ -327,4 +385,5 @@ public sealed partial class ErrorContractTests
         }
     }
 
+    private static string Shorten(string s) => s.Length <= 200 ? s : s[..200] + "…";
 }

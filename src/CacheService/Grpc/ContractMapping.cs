@@ -1,3 +1,4 @@
+using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Encoders;
 using EmbedCache.Engine.Keys;
@@ -130,7 +131,7 @@ internal static class ContractMapping
                 }
 
                 if (t.Data.Length % 4 != 0 || t.Data.Length / 4 % itemLength != 0 || t.Data.Length == 0)
-                    throw new InvalidRequestException("features.tensor.data", $"{t.Data.Length} bytes is not a whole number of float32 items of shape {string.Join('x', t.ItemShape)}");
+                    throw new InvalidRequestException("features.tensor.data", $"{t.Data.Length} bytes is not a whole number of float32 items of shape {Echo.Shape(t.ItemShape)}");
                 return TensorFeatureBatch.FromLittleEndianBytes(t.Data.Memory, [.. t.ItemShape]);
             }
 

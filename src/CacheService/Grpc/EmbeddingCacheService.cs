@@ -1,5 +1,6 @@
 using System.Buffers;
 using EmbedCache.Contract.V1;
+using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Datasets;
 using PrewarmSpec = EmbedCache.Engine.Jobs.PrewarmSpec;
@@ -119,7 +120,7 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
             var job = host.Jobs.StartOrAttach(new PrewarmSpec(request.Dataset, [request.Split], [.. request.Encoders], 0, 0));
             await job.Completion.WaitAsync(token);
             if (job.State != EmbedCache.Engine.Jobs.JobState.Completed)
-                throw new NotCachedException($"filling split '{request.Split}' of dataset '{request.Dataset}' did not complete: {job.Snapshot().Message}");
+                throw new NotCachedException($"filling split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)} did not complete: {job.Snapshot().Message}");
         }
 
         var streamRequest = new StreamRequest(request.Dataset, request.Split, [.. request.Encoders], batchSize, request.Shuffle,

@@ -2,7 +2,7 @@ namespace EmbedCache.Engine.Caching;
 
 /// <summary>A request names an encoder the service does not have (NOT_FOUND).</summary>
 public sealed class UnknownEncoderException(string encoder, IEnumerable<string> known)
-    : Exception($"unknown encoder '{encoder}' (encoders: {string.Join(", ", known)})")
+    : Exception($"unknown encoder {Echo.Quote(encoder)} (encoders: {string.Join(", ", known)})")
 {
     public string Encoder { get; } = encoder;
 }

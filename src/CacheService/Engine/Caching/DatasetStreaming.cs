@@ -81,11 +81,11 @@ public sealed partial class CacheEngine
         if (manifest is null)
             throw new NotCachedException($"split '{split}' of dataset '{dataset}' is not cached: prewarm it first (or ask to fill missing items)");
         if (!manifest.LabelsComplete)
-            throw new NotCachedException($"split '{split}' of dataset '{dataset}' is only partly cached: its prewarm has not completed");
+            throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is only partly cached: its prewarm has not completed");
         foreach (var e in encoders)
         {
             if (!manifest.CompleteFor.Contains(e.Fingerprint.ToString()))
-                throw new NotCachedException($"split '{split}' of dataset '{dataset}' is not cached for encoder '{e.Name}' (fingerprint {e.Fingerprint}): prewarm it first (or ask to fill missing items)");
+                throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is not cached for encoder '{e.Name}' (fingerprint {e.Fingerprint}): prewarm it first (or ask to fill missing items)");
         }
 
         return manifest;
@@ -172,7 +172,7 @@ public sealed partial class CacheEngine
             if (found != indices.Length)
             {
                 DisposeAll(results);
-                throw new NotCachedException($"{indices.Length - found} labels of split '{manifest.Split}' of dataset '{manifest.Dataset}' are missing: prewarm it again");
+                throw new NotCachedException($"{indices.Length - found} labels of split {Echo.Quote(manifest.Split)} of dataset {Echo.Quote(manifest.Dataset)} are missing: prewarm it again");
             }
         }
 
@@ -188,7 +188,7 @@ public sealed partial class CacheEngine
         var pairs = new PairLabel[pairIndices.Length];
         var mask = new byte[(pairIndices.Length + 7) / 8];
         if (session.GetPairLabels(manifest.Dataset, manifest.Split, pairIndices, pairs, mask) != pairIndices.Length)
-            throw new NotCachedException($"pairs of split '{manifest.Split}' of dataset '{manifest.Dataset}' are missing: prewarm it again");
+            throw new NotCachedException($"pairs of split {Echo.Quote(manifest.Split)} of dataset {Echo.Quote(manifest.Dataset)} are missing: prewarm it again");
 
         // Each item once, in first-seen order; pairs refer to items by index.
         var seen = new HashSet<ulong>();
@@ -214,7 +214,7 @@ public sealed partial class CacheEngine
         var mask = new byte[(indices.Length + 7) / 8];
         var keys = session.GetIndexKeys(manifest.Dataset, manifest.Split, indices, mask);
         if (keys is null || keys.Count != indices.Length || MissingPositions(mask, indices.Length).Length > 0)
-            throw new NotCachedException($"the index-to-key map of split '{manifest.Split}' of dataset '{manifest.Dataset}' is incomplete: prewarm it again");
+            throw new NotCachedException($"the index-to-key map of split {Echo.Quote(manifest.Split)} of dataset {Echo.Quote(manifest.Dataset)} is incomplete: prewarm it again");
         return keys;
     }
 
@@ -235,7 +235,7 @@ public sealed partial class CacheEngine
                 var found = session.Get(encoder.Namespace, keys, buffer.AsSpan(0, length), mask, cancellationToken);
                 encoder.RecordLookup(found, n - found);
                 if (found != n)
-                    throw new NotCachedException($"{n - found} embeddings of encoder '{encoder.Name}' for split '{request.Split}' of dataset '{request.Dataset}' are missing (dropped or evicted?): prewarm it again");
+                    throw new NotCachedException($"{n - found} embeddings of encoder '{encoder.Name}' for split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)} are missing (dropped or evicted?): prewarm it again");
             }
         }
         catch

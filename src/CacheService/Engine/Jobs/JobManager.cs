@@ -113,7 +113,7 @@ public sealed partial class JobManager : IAsyncDisposable
         foreach (var split in splits)
         {
             if (!dataset.HasSplit(split))
-                throw new InvalidRequestException("splits", $"dataset '{spec.Dataset}' has no split '{split}' (splits: {string.Join(", ", dataset.Splits)})");
+                throw new InvalidRequestException("splits", $"dataset {Echo.Quote(spec.Dataset)} has no split {Echo.Quote(split)} (splits: {string.Join(", ", dataset.Splits)})");
         }
 
         List<string> encoders;
@@ -121,7 +121,7 @@ public sealed partial class JobManager : IAsyncDisposable
         {
             encoders = _engine.Entries.Where(e => FillPipeline.Accepts(e, dataset)).Select(e => e.Name).Order(StringComparer.Ordinal).ToList();
             if (encoders.Count == 0)
-                throw new InvalidRequestException("encoders", $"no encoder accepts the features of dataset '{spec.Dataset}'");
+                throw new InvalidRequestException("encoders", $"no encoder accepts the features of dataset {Echo.Quote(spec.Dataset)}");
         }
         else
         {
