@@ -40,6 +40,14 @@ public sealed partial class ErrorContractTests
             s => s.Contract.Cache.LookupAsync(Contract.Custom(Mlp)).ResponseAsync, "keys.custom.keys", "empty"),
         new("requests", "Lookup of a 300-byte custom key", StatusCode.InvalidArgument,
             s => s.Contract.Cache.LookupAsync(Contract.Custom(Mlp, new string('k', 300))).ResponseAsync, "keys.custom.keys[0]", "300"),
+        new("requests", "Lookup of a 300-byte dataset name", StatusCode.InvalidArgument,
+            s => s.Contract.Cache.LookupAsync(Contract.Positional(Mlp, new string('d', 300), "train", 0)).ResponseAsync, "keys.positional.dataset", "255"),
+        new("requests", "Lookup with item_shape [2^62, 2^62]", StatusCode.InvalidArgument,
+            s => s.Contract.Cache.LookupAsync(HugeShape()).ResponseAsync, "features.tensor.item_shape", "4611686018427387904x4611686018427387904"),
+        new("requests", "GetEmbeddings with item_shape [2^62, 2^62]", StatusCode.InvalidArgument,
+            s => DuplexAsync(s, HugeShape()), "features.tensor.item_shape", "4611686018427387904x4611686018427387904"),
+        new("requests", "Lookup with a 17-dimensional item_shape", StatusCode.InvalidArgument,
+            s => s.Contract.Cache.LookupAsync(WithShape([.. Enumerable.Repeat(1L, 16), VectorLength])).ResponseAsync, "features.tensor.item_shape", "17 dimensions"),
         new("requests", "Lookup with features of the wrong size for the encoder", StatusCode.InvalidArgument,
             s => s.Contract.Cache.LookupAsync(WithShape([VectorLength + 1], VectorLength + 1)).ResponseAsync, "features.tensor.item_shape", Mlp),
         new("requests", "Lookup with NaN features", StatusCode.InvalidArgument,
@@ -163,6 +171,8 @@ public sealed partial class ErrorContractTests
             ("Lookup: positional dataset", StatusCode.InvalidArgument, () => c.Cache.LookupAsync(Contract.Positional(Mlp, huge, "train", 0)).ResponseAsync),
             ("Lookup: positional split", StatusCode.InvalidArgument, () => c.Cache.LookupAsync(Contract.Positional(Mlp, "digits", huge, 0)).ResponseAsync),
             ("Lookup: custom key", StatusCode.InvalidArgument, () => c.Cache.LookupAsync(Contract.Custom(Mlp, huge)).ResponseAsync),
+            ("Lookup: item_shape", StatusCode.InvalidArgument, () => c.Cache.LookupAsync(WithShape([.. Enumerable.Repeat(long.MaxValue, 16)])).ResponseAsync),
+            ("Lookup: item_shape dimensions", StatusCode.InvalidArgument, () => c.Cache.LookupAsync(WithShape([.. Enumerable.Repeat(1L, 65536)])).ResponseAsync),
             ("StreamDataset: dataset", StatusCode.InvalidArgument, () => ReadAllAsync(c, Stream(huge, "train"))),
             ("StreamDataset: split", StatusCode.InvalidArgument, () => ReadAllAsync(c, Stream("digits", huge))),
             ("StreamDataset: encoder", StatusCode.NotFound, () => ReadAllAsync(c, new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { huge } })),
@@ -303,6 +313,8 @@ public sealed partial class ErrorContractTests
         request.Features = new FeatureBatch { Tensor = new TensorFeatures { ItemShape = { shape }, Data = ByteString.CopyFrom(new byte[floats * 4]) } };
         return request;
     }
+
+    private static LookupRequest HugeShape() => WithShape([1L << 62, 1L << 62]);
 
     private static LookupRequest NaNFeatures()
     {

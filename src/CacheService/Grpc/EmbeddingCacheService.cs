@@ -58,6 +58,9 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
         {
             foreach (var entry in entries)
             {
+                // Only a MaxKeysPerRequest configured far above its default can get here, but then as a clear status.
+                if ((long)n * entry.RowBytes > Array.MaxLength)
+                    throw new LimitExceededException($"keys: {n} rows of encoder '{entry.Name}' ({entry.RowBytes} bytes each) do not fit in one response; send fewer keys (Limits:MaxKeysPerRequest = {_limits.MaxKeysPerRequest})");
                 var length = n * entry.RowBytes;
                 var buffer = pooled ? ArrayPool<byte>.Shared.Rent(length) : new byte[length];
                 if (pooled)
@@ -99,10 +102,8 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
     {
         var token = context.CancellationToken;
         var engine = host.Engine;
-        if (string.IsNullOrEmpty(request.Dataset))
-            throw new InvalidRequestException("dataset", "must not be empty");
-        if (string.IsNullOrEmpty(request.Split))
-            throw new InvalidRequestException("split", "must not be empty");
+        ContractMapping.CheckName("dataset", request.Dataset);
+        ContractMapping.CheckName("split", request.Split);
         if (request.Encoders.Count == 0)
             throw new InvalidRequestException("encoders", "name at least one encoder");
         var batchSize = request.BatchSize == 0 ? _limits.DefaultStreamBatchSize : (int)Math.Min(request.BatchSize, int.MaxValue);
