@@ -72,14 +72,25 @@ public sealed partial class CacheEngine
 {
     public const int MaxStreamBatchSize = 8192;
 
-    /// <summary>The split's manifest, or <see cref="NotCachedException"/> naming what is missing.</summary>
+    /// <summary>
+    /// The split's manifest, or <see cref="NotCachedException"/> naming what is missing. A split the store knows
+    /// nothing of must at least exist: an unknown dataset or split is answered as a prewarm of it would be
+    /// (<see cref="DatasetNotFoundException"/>, or <see cref="InvalidRequestException"/> for the split), since
+    /// "prewarm it first" would only fail. A split that is cached streams even if its dataset is no longer readable.
+    /// </summary>
     public SplitManifest RequireCachedSplit(string dataset, string split, IReadOnlyList<EncoderEntry> encoders)
     {
         SplitManifest? manifest;
         using (var lease = Sessions.Rent())
             manifest = SplitManifest.Load(lease.Session, dataset, split);
         if (manifest is null)
-            throw new NotCachedException($"split '{split}' of dataset '{dataset}' is not cached: prewarm it first (or ask to fill missing items)");
+        {
+            var known = Datasets.Resolve(dataset);
+            if (!known.HasSplit(split))
+                throw new InvalidRequestException("split", $"dataset {Echo.Quote(dataset)} has no split {Echo.Quote(split)} (splits: {string.Join(", ", known.Splits.Order(StringComparer.Ordinal))})");
+            throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is not cached: prewarm it first (or ask to fill missing items)");
+        }
+
         if (!manifest.LabelsComplete)
             throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is only partly cached: its prewarm has not completed");
         foreach (var e in encoders)
