@@ -102,12 +102,23 @@ public sealed partial class ErrorContractTests
             s => ReadAllAsync(s, Stream("ghost", "train")), "'ghost'", "does not exist"),
 
         // ---- RESOURCE_EXHAUSTED, naming the limit's key and value
+        new("requests", "Lookup of more keys than Limits:MaxKeysPerRequest", StatusCode.ResourceExhausted,
+            s => s.Contract.Cache.LookupAsync(ManyKeys(101)).ResponseAsync, "Limits:MaxKeysPerRequest = 100"),
+        new("requests", "GetEmbeddings of more keys than Limits:MaxKeysPerRequest", StatusCode.ResourceExhausted,
+            s => DuplexAsync(s, ManyKeys(101)), "Limits:MaxKeysPerRequest = 100"),
         new("requests", "Lookup with more feature bytes than Limits:MaxFeatureBytesPerRequest", StatusCode.ResourceExhausted,
             s => s.Contract.Cache.LookupAsync(LongText(70_000)).ResponseAsync, "Limits:MaxFeatureBytesPerRequest", "65536"),
+        new("requests", "StreamDataset with a batch_size above Limits:MaxStreamBatchSize", StatusCode.ResourceExhausted,
+            s => ReadAllAsync(s, new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { Mlp }, BatchSize = 9000 }),
+            "batch_size", "Limits:MaxStreamBatchSize = 8192"),
+        new("requests", "Prewarm with more workers than Jobs:MaxWorkers", StatusCode.ResourceExhausted,
+            s => PrewarmAsync(s, new PrewarmRequest { Dataset = "digits", Encoders = { Mlp }, Workers = 3 }), "workers", "Jobs:MaxWorkers = 2"),
         new("requests", "A third streaming call with Limits:MaxConcurrentStreamsPerCaller = 2", StatusCode.ResourceExhausted,
             ThirdStreamAsync, "Limits:MaxConcurrentStreamsPerCaller = 2"),
         new("requests", "Lookup larger than Limits:MaxReceiveMessageBytes", StatusCode.ResourceExhausted,
             s => s.Contract.Cache.LookupAsync(LongText(1_100_000)).ResponseAsync, "exceeds the maximum configured message size"),
+        new("requests", "GetEmbeddings message larger than Limits:MaxReceiveMessageBytes", StatusCode.ResourceExhausted,
+            s => DuplexAsync(s, LongText(1_100_000)), "Limits:MaxReceiveMessageBytes"),
 
         // ---- DATA_LOSS: the scene flipped a byte of the stored row of custom key "victim"
         new("data-loss", "Lookup of a stored row that fails its checksum", StatusCode.DataLoss,

@@ -102,7 +102,7 @@ internal static class ContractMapping
         if (count == 0)
             throw new InvalidRequestException(field, "the batch is empty");
         if (count > max)
-            throw new LimitExceededException($"{field}: {count} keys in one request; the limit is {max}");
+            throw new LimitExceededException($"{field}: {count} keys in one request; the limit is Limits:MaxKeysPerRequest = {max}");
     }
 
     /// <summary>A dataset or split name: not empty, and short enough to be part of a stored key.</summary>

@@ -108,7 +108,7 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
             throw new InvalidRequestException("encoders", "name at least one encoder");
         var batchSize = request.BatchSize == 0 ? _limits.DefaultStreamBatchSize : (int)Math.Min(request.BatchSize, int.MaxValue);
         if (batchSize > _limits.MaxStreamBatchSize)
-            throw new InvalidRequestException("batch_size", $"must be at most {_limits.MaxStreamBatchSize} (was {request.BatchSize})");
+            throw new LimitExceededException($"batch_size: {request.BatchSize} items per batch; the limit is Limits:MaxStreamBatchSize = {_limits.MaxStreamBatchSize}");
         var entries = request.Encoders.Select(engine.GetEncoder).ToArray();
 
         try

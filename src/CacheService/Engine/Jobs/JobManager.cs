@@ -136,8 +136,10 @@ public sealed partial class JobManager : IAsyncDisposable
 
         if (spec.BatchSize is < 0 or > JobOptions.MaxBatchSize)
             throw new InvalidRequestException("batch_size", $"must be between 1 and {JobOptions.MaxBatchSize} (was {spec.BatchSize})");
-        if (spec.Workers < 0 || spec.Workers > _options.MaxWorkers)
-            throw new InvalidRequestException("workers", $"must be between 1 and {_options.MaxWorkers} (was {spec.Workers})");
+        if (spec.Workers < 0)
+            throw new InvalidRequestException("workers", $"must be positive (was {spec.Workers})");
+        if (spec.Workers > _options.MaxWorkers)
+            throw new LimitExceededException($"workers: {spec.Workers} workers for one job; the limit is Jobs:MaxWorkers = {_options.MaxWorkers}");
         var batch = spec.BatchSize == 0 ? _options.DefaultBatchSize : spec.BatchSize;
         var workers = spec.Workers == 0 ? 1 : spec.Workers;
         return new PrewarmSpec(spec.Dataset, splits, encoders, batch, workers);
