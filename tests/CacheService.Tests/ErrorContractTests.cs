@@ -90,6 +90,16 @@ public sealed partial class ErrorContractTests
         new("requests", "CancelJob of an unknown job", StatusCode.NotFound,
             s => s.Contract.Admin.CancelJobAsync(new CancelJobRequest { JobId = "nope" }).ResponseAsync, "no job 'nope'"),
 
+        // ---- OUT_OF_RANGE, naming the split's size
+        new("requests", "Lookup of an index past the end of a cached split", StatusCode.OutOfRange,
+            s => s.Contract.Cache.LookupAsync(Contract.Positional(Mlp, "digits", "train", 0, TrainItems)).ResponseAsync,
+            "keys.positional.indices[1]", $"index {TrainItems}", "'train'", $"{TrainItems} items"),
+        new("requests", "GetEmbeddings of an index past the end of a cached split", StatusCode.OutOfRange,
+            s => DuplexAsync(s, Contract.Positional(Mlp, "digits", "train", 5000)), "keys.positional.indices[0]", $"{TrainItems} items"),
+        new("requests", "StreamDataset from a start_offset past the end", StatusCode.OutOfRange,
+            s => ReadAllAsync(s, new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { Mlp }, StartOffset = TrainItems + 1 }),
+            "start_offset", $"{TrainItems} items"),
+
         // ---- FAILED_PRECONDITION
         new("requests", "StreamDataset of a split that is not prewarmed", StatusCode.FailedPrecondition,
             s => ReadAllAsync(s, Stream("digits", "val")), "'val'", "not cached"),

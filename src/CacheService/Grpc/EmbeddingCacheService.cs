@@ -51,6 +51,8 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
             throw new InvalidRequestException("encoders", "names an encoder twice");
         var entries = request.Encoders.Select(engine.GetEncoder).ToArray();
         var keys = ContractMapping.ToKeys(request.Keys, request.Features, _limits.MaxKeysPerRequest, out var features);
+        if (request.Keys.SchemeCase == KeyBatch.SchemeOneofCase.Positional)
+            engine.RequireInSplit(request.Keys.Positional.Dataset, request.Keys.Positional.Split, request.Keys.Positional.Indices, "keys.positional.indices");
         var n = keys.Count;
         var response = new LookupResponse { RequestId = request.RequestId, Count = (uint)n };
         var rented = new List<byte[]>(entries.Length);

@@ -13,6 +13,12 @@ public sealed class InvalidRequestException(string field, string message) : Exce
     public string Field { get; } = field;
 }
 
+/// <summary>A position past the end of something whose size is known, e.g. an index of a cached split (OUT_OF_RANGE).</summary>
+public sealed class OutOfRangeRequestException(string field, string message) : Exception($"{field}: {message}")
+{
+    public string Field { get; } = field;
+}
+
 /// <summary>The request is valid but the cache is not in a state to answer it, e.g. a split not cached yet (FAILED_PRECONDITION).</summary>
 public sealed class NotCachedException(string message) : Exception(message);
 

@@ -103,6 +103,37 @@ public sealed partial class CacheEngine
     }
 
     /// <summary>
+    /// Positional keys must lie inside their split when the store knows its size (a prewarm of it has started):
+    /// <see cref="OutOfRangeRequestException"/> names the first index past the end and the split's size. Of a split
+    /// the store knows nothing about the size is unknown, so its keys are looked up like any other (not found, or
+    /// encoded from the request's features).
+    /// </summary>
+    public void RequireInSplit(string dataset, string split, IReadOnlyList<ulong> indices, string field)
+    {
+        var max = 0UL;
+        var at = -1;
+        for (var i = 0; i < indices.Count; i++)
+        {
+            if (at < 0 || indices[i] > max)
+            {
+                max = indices[i];
+                at = i;
+            }
+        }
+
+        if (at < 0)
+            return;
+        SplitManifest? manifest;
+        using (var lease = Sessions.Rent())
+            manifest = SplitManifest.Load(lease.Session, dataset, split);
+        if (manifest is not null && max >= (ulong)manifest.Items)
+        {
+            throw new OutOfRangeRequestException($"{field}[{at}]",
+                $"index {max} is past the end of split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)}, which has {manifest.Items} items");
+        }
+    }
+
+    /// <summary>
     /// Streams a cached split in epoch order: (seed, epoch) fix a permutation that every caller
     /// sees identically. Each batch carries the rows of every requested encoder and the labels.
     /// </summary>
@@ -118,7 +149,10 @@ public sealed partial class CacheEngine
         var isPairs = manifest.Labels == DatasetLabelKind.Pair;
         var total = isPairs ? manifest.Pairs : manifest.Items;
         if (request.StartOffset > (ulong)total)
-            throw new InvalidRequestException("start_offset", $"is past the end of the split ({total} elements)");
+        {
+            throw new OutOfRangeRequestException("start_offset",
+                $"{request.StartOffset} is past the end of split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)}, which has {total} {(isPairs ? "pairs" : "items")}");
+        }
         var order = EpochOrder.Permutation(total, request.Seed, request.Epoch, request.Shuffle);
 
         // Double buffering: batch k+1 is read from the store (on the thread pool, with its own session)
