@@ -12,9 +12,9 @@ using Microsoft.Extensions.DependencyInjection;
 namespace EmbedCache.CacheService.Tests;
 
 /// <summary>
-/// The service's error statuses, walked: each is provoked here on a real service over loopback, RPC by RPC, and
-/// each answer must carry that status and a message that names the problem, no server path, and no more than a
-/// few hundred bytes.
+/// The README's error list (section "The contract"), walked: every status it documents is provoked here on a real
+/// service over loopback, RPC by RPC, and each answer must carry that status and a message that names the problem,
+/// no server path, and no more than a few hundred bytes.
 /// </summary>
 public sealed partial class ErrorContractTests
 {
@@ -155,6 +155,16 @@ public sealed partial class ErrorContractTests
 
     public static TheoryData<string> Scenes => new(Cases.Select(c => c.Scene).Distinct());
 
+    [Fact]
+    public void ReadmeErrorList_DocumentsExactlyTheStatusesTheWalkProvokes()
+    {
+        var documented = DocumentedStatuses();
+        var walked = Cases.Select(c => c.Expected).Distinct().ToHashSet();
+
+        Assert.True(documented.Count >= 8, $"the README's error list was not found or is short: {string.Join(", ", documented)}");
+        Assert.Equal(documented.Order(), walked.Order());
+    }
+
     [Theory]
     [MemberData(nameof(Scenes))]
     public async Task EveryDocumentedError_IsAnsweredWithItsStatus_AndAShortMessageNamingTheProblem(string scene)
@@ -238,6 +248,35 @@ public sealed partial class ErrorContractTests
         // A cut never splits a surrogate pair.
         var emoji = new string('a', 23) + "😀" + new string('b', 100);
         Assert.Equal($"'{new string('a', 23)}…' (125 chars)", EmbedCache.Engine.Echo.Quote(emoji));
+    }
+
+    // ------------------------------------------------------------------ the README
+
+    [GeneratedRegex(@"^\s+- ((?:`[A-Z_]+`(?:, )?)+)", RegexOptions.CultureInvariant)]
+    private static partial Regex StatusBullet();
+
+    [GeneratedRegex("`([A-Z_]+)`", RegexOptions.CultureInvariant)]
+    private static partial Regex StatusName();
+
+    /// <summary>The statuses of the sub-bullets under "- Errors" in the README's section "The contract".</summary>
+    private static HashSet<StatusCode> DocumentedStatuses()
+    {
+        var lines = File.ReadAllLines(Path.Combine(RepoPaths.Root, "README.md"));
+        var start = Array.FindIndex(lines, l => l.StartsWith("## The contract", StringComparison.Ordinal));
+        Assert.True(start >= 0, "README.md has no section \"The contract\"");
+        var errors = Array.FindIndex(lines, start, l => l.StartsWith("- Errors", StringComparison.Ordinal));
+        Assert.True(errors >= 0, "the contract section has no \"- Errors\" list");
+        var statuses = new HashSet<StatusCode>();
+        for (var i = errors + 1; i < lines.Length && lines[i].StartsWith(' '); i++)
+        {
+            var bullet = StatusBullet().Match(lines[i]);
+            if (!bullet.Success)
+                continue;
+            foreach (Match name in StatusName().Matches(bullet.Groups[1].Value))
+                statuses.Add(Enum.Parse<StatusCode>(name.Groups[1].Value.Replace("_", "", StringComparison.Ordinal), ignoreCase: true));
+        }
+
+        return statuses;
     }
 
     // ------------------------------------------------------------------ scenes
