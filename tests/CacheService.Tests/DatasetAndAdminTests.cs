@@ -225,6 +225,33 @@ public sealed class DatasetAndAdminTests
     }
 
     [Fact]
+    public async Task GetStats_LabelItems_CountsEachStoredLabelOnce_AndSurvivesARestart()
+    {
+        using var dir = new TempDirectory("labels");
+        await using (var service = await InProcessService.StartAsync(dir.Path))
+        {
+            var admin = new Contract(service.Channel).Admin;
+            Assert.Equal(0ul, (await admin.GetStatsAsync(new GetStatsRequest())).LabelItems);
+
+            await Contract.PrewarmToEndAsync(admin, DigitsTrain(Mlp));
+            await Contract.PrewarmToEndAsync(admin, DigitsTrain(Mlp));
+
+            Assert.Equal((ulong)TrainItems, (await admin.GetStatsAsync(new GetStatsRequest())).LabelItems);
+        }
+
+        await using (var service = await InProcessService.StartAsync(dir.Path))
+        {
+            var admin = new Contract(service.Channel).Admin;
+            Assert.Equal((ulong)TrainItems, (await admin.GetStatsAsync(new GetStatsRequest())).LabelItems);
+
+            var val = new PrewarmRequest { Dataset = "digits", Splits = { "val" }, Encoders = { Mlp } };
+            await Contract.PrewarmToEndAsync(admin, val);
+
+            Assert.Equal(1797ul, (await admin.GetStatsAsync(new GetStatsRequest())).LabelItems);
+        }
+    }
+
+    [Fact]
     public async Task StreamDataset_DoubleBufferedBatches_AreContiguous_AndEachMatchesALookupOfItsIndices_EvenAfterAnEarlyStop()
     {
         await using var service = await InProcessService.StartAsync();

@@ -110,13 +110,17 @@ public sealed class PooledBatchTests
         using var client = new EmbedCacheClient(service.Channel);
         var fill = new PrewarmRequest { Dataset = "digits", BatchSize = 256, Splits = { "train" }, Encoders = { "random-mlp" } };
         await Contract.PrewarmToEndAsync(new CacheAdmin.CacheAdminClient(service.Channel), fill);
+        var someVal = Contract.Positional("random-mlp", "digits", "val", [.. Enumerable.Range(0, 16).Select(i => (ulong)i * 4)]);
+        someVal.Features = Contract.Vectors(64, [.. Enumerable.Range(0, 16).Select(i => Contract.Vector(64, i))]);
+        await new EmbeddingCache.EmbeddingCacheClient(service.Channel).LookupAsync(someVal);
 
         LookupRequest Request(int round)
         {
-            // Stored indices and, every third round, some past the end of the split (misses).
-            var keys = new PositionalKeys { Dataset = "digits", Split = "train" };
+            // Stored train indices and, every third round, val indices of which only every fourth is stored (by the
+            // read-through above; val is not prewarmed, so it has neither a known size nor labels): hits and misses.
+            var keys = new PositionalKeys { Dataset = "digits", Split = round % 3 == 2 ? "val" : "train" };
             for (var i = 0; i < 64; i++)
-                keys.Indices.Add((ulong)(round * 61 + i * 7) % 1438UL + (round % 3 == 2 && i % 4 == 0 ? 10_000UL : 0));
+                keys.Indices.Add(round % 3 == 2 ? (ulong)i : (ulong)(round * 61 + i * 7) % 1438UL);
             return new LookupRequest { Keys = new KeyBatch { Positional = keys }, Encoders = { "random-mlp" }, IncludeLabels = true };
         }
 
@@ -135,7 +139,7 @@ public sealed class PooledBatchTests
         }
 
         Assert.Equal(copied, pooled);
-        Assert.Contains(copied, r => r.Results[0].Found.Any(b => b != 0xFF)); // the misses were exercised
+        Assert.Contains(copied, r => r.Results[0].Found.Any(b => b is not (0xFF or 0x00))); // hits and misses in one response
         Assert.All(copied, r => Assert.Equal(64 * 128 * 4, r.Results[0].Embeddings.Length));
     }
 

@@ -203,7 +203,7 @@ public sealed class SecurityTests
 
         var keys = await Fails(Contract.Custom("random-mlp", Enumerable.Range(0, 101).Select(i => $"k{i}").ToArray()));
         Assert.Equal(StatusCode.ResourceExhausted, keys.StatusCode);
-        Assert.Contains("limit is 100", keys.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("Limits:MaxKeysPerRequest = 100", keys.Status.Detail, StringComparison.Ordinal);
 
         // Two streams open and answering; a third from the same caller is refused; closing one frees a slot.
         var open = new List<AsyncDuplexStreamingCall<LookupRequest, LookupResponse>>();

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using EmbedCache.Contract.V1;
+using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Jobs;
@@ -44,6 +45,7 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
         {
             UptimeSeconds = (DateTimeOffset.UtcNow - host.StartedAt).TotalSeconds,
             LastCheckpointUnixMs = engine.Store.LastCheckpoint is { } c ? c.Time.ToUnixTimeMilliseconds() : 0,
+            LabelItems = (ulong)engine.Store.LabelItems,
         };
         // Several encoder names may share one namespace (the same model under two names).
         var entries = engine.Entries.ToLookup(e => e.Fingerprint);
@@ -86,7 +88,7 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
         if (!string.IsNullOrEmpty(request.Fingerprint))
         {
             if (!Fingerprint.TryParse(request.Fingerprint, out fingerprint))
-                throw new InvalidRequestException("fingerprint", $"must be 32 hex digits (was '{request.Fingerprint}')");
+                throw new InvalidRequestException("fingerprint", $"must be 32 hex digits (was {Echo.Quote(request.Fingerprint)})");
         }
         else if (!string.IsNullOrEmpty(request.Encoder))
         {
@@ -115,7 +117,7 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
     {
         if (string.IsNullOrEmpty(request.JobId))
             throw new InvalidRequestException("job_id", "must not be empty");
-        var job = host.Jobs.Get(request.JobId) ?? throw new RpcException(new Status(StatusCode.NotFound, $"no job '{request.JobId}'"));
+        var job = host.Jobs.Get(request.JobId) ?? throw new RpcException(new Status(StatusCode.NotFound, $"no job {Echo.Quote(request.JobId)}"));
         job.Cancel();
         try
         {

@@ -159,9 +159,12 @@ internal sealed class CallLimitInterceptor(CallerStreamLimiter limiter, IOptions
                 // A frame that is not a message of this RPC: the client's fault, not an internal error.
                 throw new RpcException(new Status(StatusCode.InvalidArgument, "the request stream holds a message that cannot be decoded"));
             }
-            catch (IOException e) when (e.Message.StartsWith("Message too large", StringComparison.Ordinal))
+            catch (Exception e) when (e is IOException { Message: var m } && m.StartsWith("Message too large", StringComparison.Ordinal)
+                || e is RpcException { StatusCode: StatusCode.ResourceExhausted })
             {
-                throw new RpcException(new Status(StatusCode.ResourceExhausted, $"a streamed message is larger than Limits:MaxReceiveMessageBytes ({owner._limits.MaxReceiveMessageBytes})"));
+                // grpc-dotnet's own answer ("Received message exceeds the maximum configured message size") names no setting.
+                throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                    $"a streamed message is larger than the limit Limits:MaxReceiveMessageBytes = {owner._limits.MaxReceiveMessageBytes}"));
             }
 
             owner.CheckFeatures(inner.Current);

@@ -1,3 +1,4 @@
+using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Encoders;
 using EmbedCache.Engine.Keys;
@@ -14,6 +15,12 @@ internal static class ContractMapping
     public const int MaxCustomKeyBytes = 256;
     public const int MaxTextBytes = 1 << 20;
 
+    /// <summary>Dimensions of a tensor item; more is not a shape any encoder takes.</summary>
+    public const int MaxItemDimensions = 16;
+
+    /// <summary>Float32 values of one tensor item: the most a single buffer can hold.</summary>
+    public const long MaxItemValues = int.MaxValue / sizeof(float);
+
     public static ItemKeyBatch ToKeys(V1.KeyBatch? keys, V1.FeatureBatch? features, int maxKeys, out FeatureBatch? featureBatch)
     {
         featureBatch = null;
@@ -28,10 +35,8 @@ internal static class ContractMapping
             case V1.KeyBatch.SchemeOneofCase.Positional:
             {
                 var p = keys.Positional;
-                if (string.IsNullOrEmpty(p.Dataset))
-                    throw new InvalidRequestException("keys.positional.dataset", "must not be empty");
-                if (string.IsNullOrEmpty(p.Split))
-                    throw new InvalidRequestException("keys.positional.split", "must not be empty");
+                CheckName("keys.positional.dataset", p.Dataset);
+                CheckName("keys.positional.split", p.Split);
                 CheckCount("keys.positional.indices", p.Indices.Count, maxKeys);
                 var indices = new ulong[p.Indices.Count];
                 p.Indices.CopyTo(indices, 0);
@@ -97,7 +102,17 @@ internal static class ContractMapping
         if (count == 0)
             throw new InvalidRequestException(field, "the batch is empty");
         if (count > max)
-            throw new LimitExceededException($"{field}: {count} keys in one request; the limit is {max}");
+            throw new LimitExceededException($"{field}: {count} keys in one request; the limit is Limits:MaxKeysPerRequest = {max}");
+    }
+
+    /// <summary>A dataset or split name: not empty, and short enough to be part of a stored key.</summary>
+    public static void CheckName(string field, string name)
+    {
+        if (string.IsNullOrEmpty(name))
+            throw new InvalidRequestException(field, "must not be empty");
+        var bytes = System.Text.Encoding.UTF8.GetByteCount(name);
+        if (bytes > ItemKeyBatch.MaxNameBytes)
+            throw new InvalidRequestException(field, $"must be at most {ItemKeyBatch.MaxNameBytes} UTF-8 bytes (was {bytes}: {Echo.Quote(name)})");
     }
 
     public static FeatureBatch ToFeatures(V1.FeatureBatch features)
@@ -121,16 +136,22 @@ internal static class ContractMapping
                 var t = features.Tensor;
                 if (t.ItemShape.Count == 0)
                     throw new InvalidRequestException("features.tensor.item_shape", "must list the item's dimensions");
+                if (t.ItemShape.Count > MaxItemDimensions)
+                    throw new InvalidRequestException("features.tensor.item_shape", $"has {t.ItemShape.Count} dimensions; at most {MaxItemDimensions} are allowed");
                 long itemLength = 1;
                 foreach (var d in t.ItemShape)
                 {
                     if (d <= 0)
-                        throw new InvalidRequestException("features.tensor.item_shape", $"dimensions must be positive (got {string.Join('x', t.ItemShape)})");
-                    itemLength = checked(itemLength * d);
+                        throw new InvalidRequestException("features.tensor.item_shape", $"dimensions must be positive (got {Echo.Shape(t.ItemShape)})");
+
+                    // Compared before multiplying, so hostile dimensions (2^62 x 2^62) cannot overflow the product.
+                    if (d > MaxItemValues / itemLength)
+                        throw new InvalidRequestException("features.tensor.item_shape", $"{Echo.Shape(t.ItemShape)} is more than {MaxItemValues} float32 values per item");
+                    itemLength *= d;
                 }
 
                 if (t.Data.Length % 4 != 0 || t.Data.Length / 4 % itemLength != 0 || t.Data.Length == 0)
-                    throw new InvalidRequestException("features.tensor.data", $"{t.Data.Length} bytes is not a whole number of float32 items of shape {string.Join('x', t.ItemShape)}");
+                    throw new InvalidRequestException("features.tensor.data", $"{t.Data.Length} bytes is not a whole number of float32 items of shape {Echo.Shape(t.ItemShape)}");
                 return TensorFeatureBatch.FromLittleEndianBytes(t.Data.Memory, [.. t.ItemShape]);
             }
 

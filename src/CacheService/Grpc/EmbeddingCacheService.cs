@@ -1,5 +1,6 @@
 using System.Buffers;
 using EmbedCache.Contract.V1;
+using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Datasets;
 using PrewarmSpec = EmbedCache.Engine.Jobs.PrewarmSpec;
@@ -50,6 +51,8 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
             throw new InvalidRequestException("encoders", "names an encoder twice");
         var entries = request.Encoders.Select(engine.GetEncoder).ToArray();
         var keys = ContractMapping.ToKeys(request.Keys, request.Features, _limits.MaxKeysPerRequest, out var features);
+        if (request.Keys.SchemeCase == KeyBatch.SchemeOneofCase.Positional)
+            engine.RequireInSplit(request.Keys.Positional.Dataset, request.Keys.Positional.Split, request.Keys.Positional.Indices, "keys.positional.indices");
         var n = keys.Count;
         var response = new LookupResponse { RequestId = request.RequestId, Count = (uint)n };
         var rented = new List<byte[]>(entries.Length);
@@ -57,6 +60,9 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
         {
             foreach (var entry in entries)
             {
+                // Only a MaxKeysPerRequest configured far above its default can get here, but then as a clear status.
+                if ((long)n * entry.RowBytes > Array.MaxLength)
+                    throw new LimitExceededException($"keys: {n} rows of encoder '{entry.Name}' ({entry.RowBytes} bytes each) do not fit in one response; send fewer keys (Limits:MaxKeysPerRequest = {_limits.MaxKeysPerRequest})");
                 var length = n * entry.RowBytes;
                 var buffer = pooled ? ArrayPool<byte>.Shared.Rent(length) : new byte[length];
                 if (pooled)
@@ -98,15 +104,13 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
     {
         var token = context.CancellationToken;
         var engine = host.Engine;
-        if (string.IsNullOrEmpty(request.Dataset))
-            throw new InvalidRequestException("dataset", "must not be empty");
-        if (string.IsNullOrEmpty(request.Split))
-            throw new InvalidRequestException("split", "must not be empty");
+        ContractMapping.CheckName("dataset", request.Dataset);
+        ContractMapping.CheckName("split", request.Split);
         if (request.Encoders.Count == 0)
             throw new InvalidRequestException("encoders", "name at least one encoder");
         var batchSize = request.BatchSize == 0 ? _limits.DefaultStreamBatchSize : (int)Math.Min(request.BatchSize, int.MaxValue);
         if (batchSize > _limits.MaxStreamBatchSize)
-            throw new InvalidRequestException("batch_size", $"must be at most {_limits.MaxStreamBatchSize} (was {request.BatchSize})");
+            throw new LimitExceededException($"batch_size: {request.BatchSize} items per batch; the limit is Limits:MaxStreamBatchSize = {_limits.MaxStreamBatchSize}");
         var entries = request.Encoders.Select(engine.GetEncoder).ToArray();
 
         try
@@ -119,7 +123,7 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
             var job = host.Jobs.StartOrAttach(new PrewarmSpec(request.Dataset, [request.Split], [.. request.Encoders], 0, 0));
             await job.Completion.WaitAsync(token);
             if (job.State != EmbedCache.Engine.Jobs.JobState.Completed)
-                throw new NotCachedException($"filling split '{request.Split}' of dataset '{request.Dataset}' did not complete: {job.Snapshot().Message}");
+                throw new NotCachedException($"filling split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)} did not complete: {job.Snapshot().Message}");
         }
 
         var streamRequest = new StreamRequest(request.Dataset, request.Split, [.. request.Encoders], batchSize, request.Shuffle,

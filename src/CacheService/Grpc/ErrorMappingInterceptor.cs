@@ -74,6 +74,7 @@ internal sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingInterc
         {
             InvalidRequestException or InvalidFeaturesException or DatasetPathException or ArgumentException => new Status(StatusCode.InvalidArgument, e.Message),
             UnknownEncoderException or DatasetNotFoundException => new Status(StatusCode.NotFound, e.Message),
+            OutOfRangeRequestException => new Status(StatusCode.OutOfRange, e.Message),
             NotCachedException or DatasetException or EncoderLoadException => new Status(StatusCode.FailedPrecondition, e.Message),
             LimitExceededException => new Status(StatusCode.ResourceExhausted, e.Message),
             StoreCorruptionException => new Status(StatusCode.DataLoss, e.Message),

@@ -102,7 +102,7 @@ public sealed partial class CacheEngine : IDisposable
         foreach (var d in e.InputShape)
             expected *= d;
         if (tensor.ItemLength != expected)
-            throw new InvalidRequestException("features.tensor.item_shape", $"encoder '{encoder.Name}' takes items of shape {string.Join('x', e.InputShape)} ({expected} values); got {string.Join('x', tensor.ItemShape)}");
+            throw new InvalidRequestException("features.tensor.item_shape", $"encoder '{encoder.Name}' takes items of shape {string.Join('x', e.InputShape)} ({expected} values); got {Echo.Shape(tensor.ItemShape)}");
     }
 
     private async ValueTask<int> FillMissingAsync(EncoderEntry encoder, ItemKeyBatch keys, FeatureBatch features,

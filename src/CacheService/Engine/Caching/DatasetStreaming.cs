@@ -72,23 +72,65 @@ public sealed partial class CacheEngine
 {
     public const int MaxStreamBatchSize = 8192;
 
-    /// <summary>The split's manifest, or <see cref="NotCachedException"/> naming what is missing.</summary>
+    /// <summary>
+    /// The split's manifest, or <see cref="NotCachedException"/> naming what is missing. A split the store knows
+    /// nothing of must at least exist: an unknown dataset or split is answered as a prewarm of it would be
+    /// (<see cref="DatasetNotFoundException"/>, or <see cref="InvalidRequestException"/> for the split), since
+    /// "prewarm it first" would only fail. A split that is cached streams even if its dataset is no longer readable.
+    /// </summary>
     public SplitManifest RequireCachedSplit(string dataset, string split, IReadOnlyList<EncoderEntry> encoders)
     {
         SplitManifest? manifest;
         using (var lease = Sessions.Rent())
             manifest = SplitManifest.Load(lease.Session, dataset, split);
         if (manifest is null)
-            throw new NotCachedException($"split '{split}' of dataset '{dataset}' is not cached: prewarm it first (or ask to fill missing items)");
+        {
+            var known = Datasets.Resolve(dataset);
+            if (!known.HasSplit(split))
+                throw new InvalidRequestException("split", $"dataset {Echo.Quote(dataset)} has no split {Echo.Quote(split)} (splits: {string.Join(", ", known.Splits.Order(StringComparer.Ordinal))})");
+            throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is not cached: prewarm it first (or ask to fill missing items)");
+        }
+
         if (!manifest.LabelsComplete)
-            throw new NotCachedException($"split '{split}' of dataset '{dataset}' is only partly cached: its prewarm has not completed");
+            throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is only partly cached: its prewarm has not completed");
         foreach (var e in encoders)
         {
             if (!manifest.CompleteFor.Contains(e.Fingerprint.ToString()))
-                throw new NotCachedException($"split '{split}' of dataset '{dataset}' is not cached for encoder '{e.Name}' (fingerprint {e.Fingerprint}): prewarm it first (or ask to fill missing items)");
+                throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is not cached for encoder '{e.Name}' (fingerprint {e.Fingerprint}): prewarm it first (or ask to fill missing items)");
         }
 
         return manifest;
+    }
+
+    /// <summary>
+    /// Positional keys must lie inside their split when the store knows its size (a prewarm of it has started):
+    /// <see cref="OutOfRangeRequestException"/> names the first index past the end and the split's size. Of a split
+    /// the store knows nothing about the size is unknown, so its keys are looked up like any other (not found, or
+    /// encoded from the request's features).
+    /// </summary>
+    public void RequireInSplit(string dataset, string split, IReadOnlyList<ulong> indices, string field)
+    {
+        var max = 0UL;
+        var at = -1;
+        for (var i = 0; i < indices.Count; i++)
+        {
+            if (at < 0 || indices[i] > max)
+            {
+                max = indices[i];
+                at = i;
+            }
+        }
+
+        if (at < 0)
+            return;
+        SplitManifest? manifest;
+        using (var lease = Sessions.Rent())
+            manifest = SplitManifest.Load(lease.Session, dataset, split);
+        if (manifest is not null && max >= (ulong)manifest.Items)
+        {
+            throw new OutOfRangeRequestException($"{field}[{at}]",
+                $"index {max} is past the end of split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)}, which has {manifest.Items} items");
+        }
     }
 
     /// <summary>
@@ -107,7 +149,10 @@ public sealed partial class CacheEngine
         var isPairs = manifest.Labels == DatasetLabelKind.Pair;
         var total = isPairs ? manifest.Pairs : manifest.Items;
         if (request.StartOffset > (ulong)total)
-            throw new InvalidRequestException("start_offset", $"is past the end of the split ({total} elements)");
+        {
+            throw new OutOfRangeRequestException("start_offset",
+                $"{request.StartOffset} is past the end of split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)}, which has {total} {(isPairs ? "pairs" : "items")}");
+        }
         var order = EpochOrder.Permutation(total, request.Seed, request.Epoch, request.Shuffle);
 
         // Double buffering: batch k+1 is read from the store (on the thread pool, with its own session)
@@ -172,7 +217,7 @@ public sealed partial class CacheEngine
             if (found != indices.Length)
             {
                 DisposeAll(results);
-                throw new NotCachedException($"{indices.Length - found} labels of split '{manifest.Split}' of dataset '{manifest.Dataset}' are missing: prewarm it again");
+                throw new NotCachedException($"{indices.Length - found} labels of split {Echo.Quote(manifest.Split)} of dataset {Echo.Quote(manifest.Dataset)} are missing: prewarm it again");
             }
         }
 
@@ -188,7 +233,7 @@ public sealed partial class CacheEngine
         var pairs = new PairLabel[pairIndices.Length];
         var mask = new byte[(pairIndices.Length + 7) / 8];
         if (session.GetPairLabels(manifest.Dataset, manifest.Split, pairIndices, pairs, mask) != pairIndices.Length)
-            throw new NotCachedException($"pairs of split '{manifest.Split}' of dataset '{manifest.Dataset}' are missing: prewarm it again");
+            throw new NotCachedException($"pairs of split {Echo.Quote(manifest.Split)} of dataset {Echo.Quote(manifest.Dataset)} are missing: prewarm it again");
 
         // Each item once, in first-seen order; pairs refer to items by index.
         var seen = new HashSet<ulong>();
@@ -214,7 +259,7 @@ public sealed partial class CacheEngine
         var mask = new byte[(indices.Length + 7) / 8];
         var keys = session.GetIndexKeys(manifest.Dataset, manifest.Split, indices, mask);
         if (keys is null || keys.Count != indices.Length || MissingPositions(mask, indices.Length).Length > 0)
-            throw new NotCachedException($"the index-to-key map of split '{manifest.Split}' of dataset '{manifest.Dataset}' is incomplete: prewarm it again");
+            throw new NotCachedException($"the index-to-key map of split {Echo.Quote(manifest.Split)} of dataset {Echo.Quote(manifest.Dataset)} is incomplete: prewarm it again");
         return keys;
     }
 
@@ -235,7 +280,7 @@ public sealed partial class CacheEngine
                 var found = session.Get(encoder.Namespace, keys, buffer.AsSpan(0, length), mask, cancellationToken);
                 encoder.RecordLookup(found, n - found);
                 if (found != n)
-                    throw new NotCachedException($"{n - found} embeddings of encoder '{encoder.Name}' for split '{request.Split}' of dataset '{request.Dataset}' are missing (dropped or evicted?): prewarm it again");
+                    throw new NotCachedException($"{n - found} embeddings of encoder '{encoder.Name}' for split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)} are missing (dropped or evicted?): prewarm it again");
             }
         }
         catch

@@ -27,7 +27,7 @@ public sealed class Dataset
     public DatasetSplitReader OpenSplit(string split)
     {
         if (!Manifest.Splits.TryGetValue(split, out var file))
-            throw new DatasetException($"dataset '{Name}' has no split '{split}' (splits: {string.Join(", ", Manifest.Splits.Keys)})");
+            throw new DatasetException($"dataset {Echo.Quote(Name)} has no split {Echo.Quote(split)} (splits: {string.Join(", ", Manifest.Splits.Keys)})");
         var path = Path.Combine(Directory, file);
         return new DatasetSplitReader(this, split, path, Manifest.FormatOf(file)!);
     }
@@ -53,9 +53,9 @@ public sealed class Dataset
     public IReadOnlyList<PairRecord> ReadPairs(string split, CancellationToken cancellationToken = default)
     {
         if (Manifest.Labels.Kind != DatasetLabelKind.Pair)
-            throw new DatasetException($"dataset '{Name}' is not a pair dataset");
+            throw new DatasetException($"dataset {Echo.Quote(Name)} is not a pair dataset");
         if (!Manifest.Labels.Pairs.TryGetValue(split, out var file))
-            throw new DatasetException($"dataset '{Name}' has no pairs for split '{split}'");
+            throw new DatasetException($"dataset {Echo.Quote(Name)} has no pairs for split {Echo.Quote(split)}");
         var items = CountItems(split, cancellationToken);
         return PairFileReader.Read(Path.Combine(Directory, file), items, cancellationToken);
     }

@@ -44,22 +44,35 @@ public sealed class DatasetCatalog
         string directory;
         if (_registered.TryGetValue(nameOrPath, out var registered))
         {
+            // The server's file layout is not the caller's business: name the dataset and its config key.
+            if (!Directory.Exists(registered))
+                throw new DatasetException($"dataset {Echo.Quote(nameOrPath)} is registered (Datasets:{nameOrPath}) but its directory does not exist on the server");
             directory = registered;
         }
         else
         {
             if (_dataRoot is null)
-                throw new DatasetNotFoundException($"unknown dataset '{nameOrPath}' (registered: {string.Join(", ", _registered.Keys)}; no data root is configured for paths)");
+                throw new DatasetNotFoundException($"unknown dataset {Echo.Quote(nameOrPath)} (registered: {string.Join(", ", _registered.Keys)}; no data root is configured for paths)");
             if (!DatasetManifest.IsInside(_dataRoot, nameOrPath))
-                throw new DatasetPathException($"dataset path '{nameOrPath}' is outside the data root");
+                throw new DatasetPathException($"dataset path {Echo.Quote(nameOrPath)} is outside the data root");
             directory = Path.GetFullPath(Path.Combine(_dataRoot, nameOrPath));
             if (IsThroughSymlinkOutside(directory))
-                throw new DatasetPathException($"dataset path '{nameOrPath}' leads outside the data root");
+                throw new DatasetPathException($"dataset path {Echo.Quote(nameOrPath)} leads outside the data root");
             if (!Directory.Exists(directory))
-                throw new DatasetNotFoundException($"no dataset directory '{nameOrPath}' under the data root");
+                throw new DatasetNotFoundException($"unknown dataset {Echo.Quote(nameOrPath)}: not a registered name, and no such directory under the data root");
         }
 
-        var dataset = new Dataset(nameOrPath, directory, DatasetManifest.Load(directory));
+        DatasetManifest manifest;
+        try
+        {
+            manifest = DatasetManifest.Load(directory);
+        }
+        catch (DatasetException e)
+        {
+            throw new DatasetException($"dataset {Echo.Quote(nameOrPath)}: {e.Message}");
+        }
+
+        var dataset = new Dataset(nameOrPath, directory, manifest);
         lock (_loaded)
             _loaded[nameOrPath] = dataset;
         return dataset;

@@ -100,12 +100,15 @@ public sealed class DatasetManifest
         Converters = { new JsonStringEnumConverter() },
     };
 
-    /// <summary>Reads and validates <c>dataset.json</c> in <paramref name="directory"/>.</summary>
+    /// <summary>
+    /// Reads and validates <c>dataset.json</c> in <paramref name="directory"/>. Messages name files relative to the
+    /// dataset's directory, never the server's absolute paths: they reach clients.
+    /// </summary>
     public static DatasetManifest Load(string directory)
     {
         var path = Path.Combine(directory, FileName);
         if (!File.Exists(path))
-            throw new DatasetException($"no {FileName} in {directory}");
+            throw new DatasetException($"its directory has no {FileName}");
         DatasetManifest? manifest;
         try
         {
@@ -113,14 +116,14 @@ public sealed class DatasetManifest
         }
         catch (JsonException e)
         {
-            throw new DatasetException($"{path}: {e.Message}");
+            throw new DatasetException($"{FileName}: {e.Message}");
         }
 
         if (manifest is null)
-            throw new DatasetException($"{path} is empty");
+            throw new DatasetException($"{FileName} is empty");
         var errors = manifest.Validate(directory).ToList();
         if (errors.Count > 0)
-            throw new DatasetException($"{path}: {string.Join("; ", errors)}");
+            throw new DatasetException($"{FileName}: {string.Join("; ", errors)}");
         return manifest;
     }
 

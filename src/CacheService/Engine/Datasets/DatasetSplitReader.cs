@@ -88,24 +88,24 @@ public sealed class DatasetSplitReader
         if (string.IsNullOrWhiteSpace(relative))
             throw Error(record.Line, $"missing image path field '{field}'");
         if (!DatasetManifest.IsInside(_dataset.Directory, relative))
-            throw Error(record.Line, $"image path '{relative}' must be a file inside the dataset directory");
+            throw Error(record.Line, $"image path {Echo.Quote(relative)} must be a file inside the dataset directory");
         var path = Path.Combine(_dataset.Directory, relative);
         try
         {
             using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
             if (file.Length > MaxImageBytes)
-                throw Error(record.Line, $"image '{relative}' is {file.Length} bytes; at most {MaxImageBytes}");
+                throw Error(record.Line, $"image {Echo.Quote(relative)} is {file.Length} bytes; at most {MaxImageBytes}");
             var bytes = new byte[file.Length];
             file.ReadExactly(bytes);
             return bytes;
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            throw Error(record.Line, $"image '{relative}' not found in the dataset directory");
+            throw Error(record.Line, $"image {Echo.Quote(relative)} not found in the dataset directory");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw Error(record.Line, $"image '{relative}' cannot be read: {e.Message.Replace(_dataset.Directory, "<dataset>", StringComparison.Ordinal)}");
+            throw Error(record.Line, $"image {Echo.Quote(relative)} cannot be read: {e.Message.Replace(_dataset.Directory, "<dataset>", StringComparison.Ordinal)}");
         }
     }
 

@@ -259,17 +259,17 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         var features = dataset.Manifest.Features;
         var kind = encoder.Encoder.InputKind;
         if (features.Kind == DatasetFeatureKind.Text)
-            return kind == InputKind.Text ? null : $"encoder '{encoder.Name}' takes {kind}, dataset '{dataset.Name}' has text";
+            return kind == InputKind.Text ? null : $"encoder '{encoder.Name}' takes {kind}, dataset {Echo.Quote(dataset.Name)} has text";
         if (features.Kind == DatasetFeatureKind.Image)
-            return kind == InputKind.Image ? null : $"encoder '{encoder.Name}' takes {kind}, dataset '{dataset.Name}' has image files";
+            return kind == InputKind.Image ? null : $"encoder '{encoder.Name}' takes {kind}, dataset {Echo.Quote(dataset.Name)} has image files";
         if (kind == InputKind.Text)
-            return $"encoder '{encoder.Name}' takes text, dataset '{dataset.Name}' has {features.Kind.ToString().ToLowerInvariant()} features";
+            return $"encoder '{encoder.Name}' takes text, dataset {Echo.Quote(dataset.Name)} has {features.Kind.ToString().ToLowerInvariant()} features";
         if (features.Shape is { Length: > 0 } shape)
         {
             var need = FeatureSlicing.ItemLength(encoder.Encoder.InputShape);
             var have = FeatureSlicing.ItemLength(shape);
             if (need != have)
-                return $"encoder '{encoder.Name}' takes {need} values per item ({string.Join('x', encoder.Encoder.InputShape)}), dataset '{dataset.Name}' has {have}";
+                return $"encoder '{encoder.Name}' takes {need} values per item ({string.Join('x', encoder.Encoder.InputShape)}), dataset {Echo.Quote(dataset.Name)} has {have}";
         }
 
         return null;

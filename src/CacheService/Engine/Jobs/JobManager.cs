@@ -113,7 +113,7 @@ public sealed partial class JobManager : IAsyncDisposable
         foreach (var split in splits)
         {
             if (!dataset.HasSplit(split))
-                throw new InvalidRequestException("splits", $"dataset '{spec.Dataset}' has no split '{split}' (splits: {string.Join(", ", dataset.Splits)})");
+                throw new InvalidRequestException("splits", $"dataset {Echo.Quote(spec.Dataset)} has no split {Echo.Quote(split)} (splits: {string.Join(", ", dataset.Splits)})");
         }
 
         List<string> encoders;
@@ -121,7 +121,7 @@ public sealed partial class JobManager : IAsyncDisposable
         {
             encoders = _engine.Entries.Where(e => FillPipeline.Accepts(e, dataset)).Select(e => e.Name).Order(StringComparer.Ordinal).ToList();
             if (encoders.Count == 0)
-                throw new InvalidRequestException("encoders", $"no encoder accepts the features of dataset '{spec.Dataset}'");
+                throw new InvalidRequestException("encoders", $"no encoder accepts the features of dataset {Echo.Quote(spec.Dataset)}");
         }
         else
         {
@@ -136,8 +136,10 @@ public sealed partial class JobManager : IAsyncDisposable
 
         if (spec.BatchSize is < 0 or > JobOptions.MaxBatchSize)
             throw new InvalidRequestException("batch_size", $"must be between 1 and {JobOptions.MaxBatchSize} (was {spec.BatchSize})");
-        if (spec.Workers < 0 || spec.Workers > _options.MaxWorkers)
-            throw new InvalidRequestException("workers", $"must be between 1 and {_options.MaxWorkers} (was {spec.Workers})");
+        if (spec.Workers < 0)
+            throw new InvalidRequestException("workers", $"must be positive (was {spec.Workers})");
+        if (spec.Workers > _options.MaxWorkers)
+            throw new LimitExceededException($"workers: {spec.Workers} workers for one job; the limit is Jobs:MaxWorkers = {_options.MaxWorkers}");
         var batch = spec.BatchSize == 0 ? _options.DefaultBatchSize : spec.BatchSize;
         var workers = spec.Workers == 0 ? 1 : spec.Workers;
         return new PrewarmSpec(spec.Dataset, splits, encoders, batch, workers);

@@ -42,6 +42,7 @@ public sealed class EmbeddingStore : IDisposable
     private StoreCheckpoint? _lastCheckpoint;
     private InFlightCheckpoint? _inFlight;
     private long _compactions;
+    private long _labelItems;
     private readonly ManualResetEventSlim _compactionIdle = new(initialState: true);
     private bool _gpuFallbackWarned;
     private int _disposed;
@@ -71,6 +72,7 @@ public sealed class EmbeddingStore : IDisposable
         {
             _version = manifest.Version;
             _lastCheckpoint = new StoreCheckpoint(manifest.Version, manifest.Time, true);
+            _labelItems = manifest.LabelItems;
             foreach (var ns in manifest.Namespaces)
             {
                 var spec = new NamespaceSpec(ns.Encoder, ns.Fingerprint, ns.Dim, ns.DType, ns.Tier);
@@ -99,6 +101,12 @@ public sealed class EmbeddingStore : IDisposable
     internal KvStore MetaStore { get; }
 
     internal PutGate Gate { get; } = new();
+
+    /// <summary>Label records stored (group ids, pairs, opaque labels), over all datasets and splits.</summary>
+    public long LabelItems => Interlocked.Read(ref _labelItems);
+
+    /// <summary>Counts label records a write created; called inside <see cref="Gate"/>, so checkpoints record exact counts.</summary>
+    internal void AddLabelItems(int created) => Interlocked.Add(ref _labelItems, created);
 
     /// <summary>The last committed checkpoint (recovered at open, or taken since); null before the first.</summary>
     public StoreCheckpoint? LastCheckpoint => Volatile.Read(ref _lastCheckpoint);
@@ -405,7 +413,7 @@ public sealed class EmbeddingStore : IDisposable
     /// The FASTER checkpoints of one store checkpoint: started together, committed by one manifest once all three
     /// are durable. Kept across calls when the SaveDir failed under them, so the next call can commit it.
     /// </summary>
-    private sealed record InFlightCheckpoint(Dictionary<string, Guid> Tokens, Task[] Tasks, List<ManifestNamespace> Namespaces, long FileErrorMark);
+    private sealed record InFlightCheckpoint(Dictionary<string, Guid> Tokens, Task[] Tasks, List<ManifestNamespace> Namespaces, long LabelItems, long FileErrorMark);
 
     /// <summary>Caller holds <see cref="_admin"/>.</summary>
     private async Task<StoreCheckpoint> CheckpointCoreAsync()
@@ -435,12 +443,14 @@ public sealed class EmbeddingStore : IDisposable
         var tasks = new Task[stores.Length];
         var fileMark = SaveDir.CheckpointFileMark;
         List<ManifestNamespace> namespaces;
+        long labelItems;
 
         // Shut writes out while the FASTER versions switch: counts taken now are exactly what the checkpoints hold.
         await Gate.CloseAsync();
         try
         {
             namespaces = SnapshotNamespaces();
+            labelItems = LabelItems;
             var before = new long[stores.Length];
             for (var i = 0; i < stores.Length; i++)
             {
@@ -463,7 +473,7 @@ public sealed class EmbeddingStore : IDisposable
             Gate.Open();
         }
 
-        var started = new InFlightCheckpoint(tokens, tasks, namespaces, fileMark);
+        var started = new InFlightCheckpoint(tokens, tasks, namespaces, labelItems, fileMark);
         bool filesWritten;
         try
         {
@@ -513,7 +523,7 @@ public sealed class EmbeddingStore : IDisposable
     private StoreCheckpoint Commit(InFlightCheckpoint done, Stopwatch clock)
     {
         var stores = new[] { CpuStore, DiskStore, MetaStore };
-        var manifest = new Manifest(_version + 1, DateTimeOffset.UtcNow, done.Tokens, done.Namespaces);
+        var manifest = new Manifest(_version + 1, DateTimeOffset.UtcNow, done.Tokens, done.Namespaces, done.LabelItems);
         try
         {
             manifest.Write(Root);

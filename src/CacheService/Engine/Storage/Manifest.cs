@@ -10,12 +10,12 @@ internal sealed record ManifestNamespace(
     Fingerprint Fingerprint, string Encoder, int Dim, EmbeddingDType DType, Tier Tier, Tier StorageTier, long Items, long Bytes);
 
 /// <summary>
-/// The commit record of a store checkpoint: the FASTER checkpoint token of each of the three stores and the
-/// namespaces with their counts. Written to a temp file, synced and
+/// The commit record of a store checkpoint: the FASTER checkpoint token of each of the three stores, the
+/// namespaces with their counts and the number of label records. Written to a temp file, synced and
 /// renamed over <c>manifest.json</c>, so a checkpoint is all three stores or none.
 /// </summary>
 internal sealed record Manifest(
-    long Version, DateTimeOffset Time, IReadOnlyDictionary<string, Guid> Tokens, IReadOnlyList<ManifestNamespace> Namespaces)
+    long Version, DateTimeOffset Time, IReadOnlyDictionary<string, Guid> Tokens, IReadOnlyList<ManifestNamespace> Namespaces, long LabelItems)
 {
     public const string FileName = "manifest.json";
 
@@ -56,6 +56,7 @@ internal sealed record Manifest(
                 }
 
                 json.WriteEndArray();
+                json.WriteNumber("labelItems", LabelItems);
                 json.WriteEndObject();
             }
 
@@ -101,10 +102,12 @@ internal sealed record Manifest(
                     ns.GetProperty("bytes").GetInt64()));
             }
 
+            // Absent from manifests written before label records were counted: they count from zero.
+            var labelItems = r.TryGetProperty("labelItems", out var l) ? l.GetInt64() : 0;
             return new Manifest(
                 r.GetProperty("version").GetInt64(),
                 DateTimeOffset.Parse(r.GetProperty("time").GetString()!, CultureInfo.InvariantCulture),
-                tokens, namespaces);
+                tokens, namespaces, labelItems);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or FormatException or ArgumentException or InvalidOperationException)
         {

@@ -248,7 +248,7 @@ public sealed unsafe class StoreSession : IDisposable
         {
             var source = new LabelKeys(GroupKind, dataset, split, indices);
             fixed (long* data = groupIds)
-                WriteMeta(ref source, (byte*)data, sizeof(long), null, indices.Length);
+                WriteMeta(ref source, (byte*)data, sizeof(long), null, indices.Length, labels: true);
         }
         finally
         {
@@ -291,7 +291,7 @@ public sealed unsafe class StoreSession : IDisposable
                 EncodePair(pairs[i], buffer.AsSpan(i * PairLabel.Size, PairLabel.Size));
             var source = new LabelKeys(PairKind, dataset, split, indices);
             fixed (byte* data = buffer)
-                WriteMeta(ref source, data, PairLabel.Size, null, indices.Length);
+                WriteMeta(ref source, data, PairLabel.Size, null, indices.Length, labels: true);
         }
         finally
         {
@@ -348,7 +348,7 @@ public sealed unsafe class StoreSession : IDisposable
         try
         {
             var source = new LabelKeys(OpaqueKind, dataset, split, indices);
-            WriteVariable(ref source, labels, nameof(labels));
+            WriteVariable(ref source, labels, nameof(labels), countsLabels: true);
         }
         finally
         {
@@ -689,7 +689,7 @@ public sealed unsafe class StoreSession : IDisposable
         }
     }
 
-    private void WriteMeta<TKeys>(ref TKeys keys, byte* data, int stride, int* offsets, int count)
+    private void WriteMeta<TKeys>(ref TKeys keys, byte* data, int stride, int* offsets, int count, bool labels = false)
         where TKeys : IKeySource, allows ref struct
     {
         var part = _meta ??= new Part(_store.MetaStore);
@@ -697,6 +697,8 @@ public sealed unsafe class StoreSession : IDisposable
         try
         {
             RunWrites(part, ref keys, data, stride, offsets, count);
+            if (labels)
+                _store.AddLabelItems(part.Functions.Inserted);
         }
         finally
         {
@@ -719,7 +721,7 @@ public sealed unsafe class StoreSession : IDisposable
         }
     }
 
-    private void WriteVariable<TKeys>(ref TKeys keys, IReadOnlyList<ReadOnlyMemory<byte>> values, string parameter)
+    private void WriteVariable<TKeys>(ref TKeys keys, IReadOnlyList<ReadOnlyMemory<byte>> values, string parameter, bool countsLabels)
         where TKeys : IKeySource, allows ref struct
     {
         var n = values.Count;
@@ -749,7 +751,7 @@ public sealed unsafe class StoreSession : IDisposable
             offsets[n] = position;
             fixed (byte* data = buffer)
             fixed (int* offsetPtr = offsets)
-                WriteMeta(ref keys, data, 0, offsetPtr, n);
+                WriteMeta(ref keys, data, 0, offsetPtr, n, countsLabels);
         }
         finally
         {
