@@ -79,6 +79,12 @@ public sealed class EmbedCacheOptions
 
         /// <summary>Move a SaveDir that is not a compatible store aside (and start empty) instead of refusing to start.</summary>
         public bool MoveAsideIncompatibleSaveDir { get; set; }
+
+        /// <summary>
+        /// Seconds to wait for a SaveDir that another process holds (the previous instance still checkpointing on its
+        /// way out during a rolling restart) before refusing to start; 0 refuses at once. Health is NOT_SERVING meanwhile.
+        /// </summary>
+        public int SaveDirLockWaitSeconds { get; set; }
     }
 
     public sealed class JobSection
@@ -165,6 +171,8 @@ public sealed class EmbedCacheOptionsValidator : IValidateOptions<EmbedCacheOpti
             errors.Add($"{p}{nameof(options.GrpcPort)} and {p}{nameof(options.HttpPort)} must differ (both {options.GrpcPort})");
         if (options.SaveDir is { Length: > 0 } dir && dir.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
             errors.Add($"{p}{nameof(options.SaveDir)} is not a valid path ('{dir}')");
+        if (options.Store.SaveDirLockWaitSeconds < 0)
+            errors.Add($"{p}Store:SaveDirLockWaitSeconds must be >= 0 (was {options.Store.SaveDirLockWaitSeconds})");
         if (options.LogFormat is not ("text" or "json"))
             errors.Add($"{p}{nameof(options.LogFormat)} must be 'text' or 'json' (was '{options.LogFormat}')");
         if (string.IsNullOrWhiteSpace(options.DataRoot))
@@ -226,6 +234,7 @@ internal static class EmbedCacheOptionsMapping
     public static StoreOptions ToStoreOptions(this EmbedCacheOptions options, string contentRoot) => new()
     {
         SaveDir = string.IsNullOrWhiteSpace(options.SaveDir) ? null : Path.GetFullPath(options.SaveDir, contentRoot),
+        LockWait = TimeSpan.FromSeconds(Math.Max(0, options.Store.SaveDirLockWaitSeconds)),
         DefaultTier = options.Store.DefaultTier,
         CpuMemoryBytes = options.Store.CpuMemoryBytes,
         DiskMemoryBytes = options.Store.DiskMemoryBytes,
