@@ -7,7 +7,10 @@ using Grpc.Net.Client;
 
 namespace EmbedCache.CacheService.Tests;
 
-/// <summary>What the service answers while its store is not open yet. Child processes, each with its own directories and free ports.</summary>
+/// <summary>
+/// Where the store lives when nothing is configured, and what the service answers while its store is not open yet.
+/// Child processes, each with its own directories and free ports.
+/// </summary>
 public sealed class StartupTests
 {
     private const string Mlp = "random-mlp";
@@ -15,6 +18,57 @@ public sealed class StartupTests
     private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
 
     private static readonly string[] FreePorts = ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0"];
+
+    [Fact]
+    public async Task Service_WithoutSaveDir_PersistsUnderXdgDataHome_SaysWhereAtStartUp_AndServesItAfterARestart()
+    {
+        using var home = new TempDirectory("xdg");
+        var environment = new Dictionary<string, string> { ["XDG_DATA_HOME"] = home.Path };
+        var store = home.Combine("embedcache");
+
+        using (var first = ChildProcess.Start(ServiceDll, FreePorts, environment))
+        {
+            using var channel = GrpcChannel.ForAddress((await first.WaitForListeningAsync()).Grpc);
+            Assert.Contains($"Store: {store} (the default SaveDir", first.Output, StringComparison.Ordinal);
+            await Contract.PrewarmToEndAsync(new Contract(channel).Admin, DigitsTrain());
+            first.Terminate();
+            Assert.Equal(0, await first.WaitForExitAsync("the service to stop after SIGTERM"));
+        }
+
+        Assert.True(File.Exists(Path.Combine(store, "manifest.json")), $"a committed store in {store}");
+        using var second = ChildProcess.Start(ServiceDll, FreePorts, environment);
+        using var again = GrpcChannel.ForAddress((await second.WaitForListeningAsync()).Grpc);
+        var response = await new Contract(again).Cache.LookupAsync(Contract.Positional(Mlp, "digits", "train", 0, 1, 2, 3));
+        Assert.Equal(0x0F, response.Results[0].Found[0] & 0x0F);
+    }
+
+    [Fact]
+    public async Task Service_WithoutSaveDirOrXdgDataHome_PutsTheStoreUnderHomeLocalShare()
+    {
+        using var home = new TempDirectory("home");
+        using var child = ChildProcess.Start(ServiceDll, FreePorts,
+            new Dictionary<string, string> { ["XDG_DATA_HOME"] = "", ["HOME"] = home.Path });
+
+        await child.WaitForListeningAsync();
+
+        var store = home.Combine(".local", "share", "embedcache");
+        Assert.Contains($"Store: {store} (the default SaveDir", child.Output, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(store, "embedcache-store.json")), $"the store's marker in {store}");
+    }
+
+    [Fact]
+    public async Task Service_WithStoreMemoryOnly_SaysSo_AndWritesNothingToTheDefaultDirectory()
+    {
+        using var home = new TempDirectory("xdg");
+        using var child = ChildProcess.Start(ServiceDll, [.. FreePorts, "--EmbedCache:Store:MemoryOnly=true"],
+            new Dictionary<string, string> { ["XDG_DATA_HOME"] = home.Path });
+
+        using var channel = GrpcChannel.ForAddress((await child.WaitForListeningAsync()).Grpc);
+        await Contract.PrewarmToEndAsync(new Contract(channel).Admin, DigitsTrain());
+
+        Assert.Contains("Store: memory only (EmbedCache:Store:MemoryOnly=true", child.Output, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(home.Combine("embedcache")), "a memory-only service leaves the default SaveDir alone");
+    }
 
     /// <summary>
     /// A rolling restart: the new instance starts while the old one still holds the SaveDir. With

@@ -67,6 +67,8 @@ public sealed partial class EngineHost(
         var root = environment.ContentRootPath;
         var storeOptions = o.ToStoreOptions(root);
         _persistent = storeOptions.SaveDir is not null;
+        var location = o.DescribeStore(root);
+        StoreLocation(logger, location);
         _startClock.Start();
         _starting = Task.Factory.StartNew(() => StartEngine(o, storeOptions, root), CancellationToken.None,
             TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -171,6 +173,9 @@ public sealed partial class EngineHost(
         _store?.Dispose();
         _startCancel.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Store: {Store}")]
+    private static partial void StoreLocation(ILogger logger, string store);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "EmbedCache ready: {Encoders} encoders, store {SaveDir}, {Resumed} prewarm jobs resumed; {Seconds:0.00} s after start-up began")]
     private static partial void EngineReady(ILogger logger, int encoders, string saveDir, int resumed, double seconds);
