@@ -4,8 +4,8 @@
 # on top. Idempotent and cached: the base image is built once; the images are rebuilt only when
 # the publish output changed.
 #
-#   deploy/build-images.sh            # docker engine (installed and started if missing), base, publish, images
-#   deploy/build-images.sh --engine   # only make sure a Docker engine is reachable
+#   deploy/build-images.sh            # docker engine and compose (installed, started if missing), base, publish, images
+#   deploy/build-images.sh --engine   # only make sure a Docker engine is reachable and a compose tool installed
 #   deploy/build-images.sh --base     # engine and base image only (CI starts this early, in the background)
 #
 # Environment: BASE_IMAGE (default embedcache/base:trixie), SERVICE_IMAGE (embedcache/service),
@@ -42,6 +42,20 @@ ensure_engine() {
   done
   log "dockerd did not come up; its log:"; tail -20 /var/log/embedcache-dockerd.log >&2 || true
   exit 1
+}
+
+# `docker-compose up` (README) needs a compose tool, and Debian's docker.io brings none: neither the v2 plugin
+# (`docker compose`) nor `docker-compose`. Debian's docker-compose package (1.29 on Debian 12) runs our compose file.
+ensure_compose() {
+  if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
+    return
+  fi
+  log "installing docker-compose (Debian's package)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 || {
+    # A fresh machine has no package lists yet.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  }
 }
 
 ensure_base() {
@@ -85,6 +99,7 @@ publish_and_build() {
 }
 
 ensure_engine
+ensure_compose
 [ "${1:-}" = "--engine" ] && exit 0
 ensure_base
 [ "${1:-}" = "--base" ] && exit 0

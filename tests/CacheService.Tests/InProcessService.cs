@@ -53,6 +53,8 @@ public sealed class InProcessService : IAsyncDisposable
         try
         {
             await app.StartAsync();
+            // The listeners open before the store has recovered; tests want a service that serves.
+            await Wait.ForAsync(app.Services.GetRequiredService<EngineHost>().Ready, "the service's engine to start");
         }
         catch
         {

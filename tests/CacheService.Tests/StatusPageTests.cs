@@ -61,6 +61,23 @@ public sealed class StatusPageTests
     }
 
     [ChromiumFact]
+    public async Task StatusPage_IdleInHeadlessChromiumAt1280x1000_LabelsTheThroughputAxisZeroToFour()
+    {
+        await using var service = await InProcessService.StartAsync();
+        using var dir = new TempDirectory("status-page");
+
+        var run = await ProgramRun.RunAsync("node",
+            ["check-status-page.mjs", service.Endpoints.HttpUri.ToString(), dir.Combine("idle.png"), "--idle"],
+            ChromiumFactAttribute.ScriptFolder, new Dictionary<string, string> { ["CHROMIUM_PATH"] = ChromiumFactAttribute.Chromium },
+            TimeSpan.FromMinutes(2));
+
+        // The script checks any axis (five distinct labels rising evenly from 0); idle, the labels are the smallest such.
+        Assert.True(run.ExitCode == 0, run.ToString());
+        using var seen = JsonDocument.Parse(run.Output.Trim().Split('\n')[^1]);
+        Assert.Equal(["0", "1", "2", "3", "4"], seen.RootElement.GetProperty("axis").EnumerateArray().Select(l => l.GetString()));
+    }
+
+    [ChromiumFact]
     public async Task StatusPage_InHeadlessChromium_RendersEncodersTiersJobProgressAndAThroughputChart()
     {
         await using var service = await InProcessService.StartAsync();

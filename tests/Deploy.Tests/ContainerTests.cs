@@ -60,7 +60,7 @@ public sealed class ContainerTests(DeployImages images)
             .WithEnvironment("EmbedCache__GrpcPort", grpcPort.ToString(System.Globalization.CultureInfo.InvariantCulture))
             .WithEnvironment("EmbedCache__HttpPort", httpPort.ToString(System.Globalization.CultureInfo.InvariantCulture))
             .WithVolumeMount(volume, "/var/lib/embedcache/save")
-            .WithWaitStrategy(ContainerWait.ForUnixContainer().UntilMessageIsLogged("EmbedCache listening"))
+            .WithWaitStrategy(ContainerWait.ForUnixContainer().UntilMessageIsLogged("EmbedCache ready"))
             .Build();
         try
         {

@@ -3,17 +3,21 @@
 // and checks its pixels. Prints one JSON line with what it saw; exit code 0 when every check holds.
 //
 //   node check-status-page.mjs <http-base-url> <screenshot.png> <encoder> <fingerprint> <job-id>
+//   node check-status-page.mjs <http-base-url> <screenshot.png> --idle
 //
 // Run by tests/CacheService.Tests/StatusPageTests.cs, which starts the service, prewarms digits and
-// keeps lookups going while this script watches the page.
+// keeps lookups going while this script watches the page. With --idle the service has had no traffic:
+// the page is opened at 1280×1000 and, after a few polls, its throughput axis is checked. Both modes
+// check the axis: five labels, distinct numbers rising in equal steps from 0.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const [url, screenshotPath, encoder, fingerprint, jobId] = process.argv.slice(2);
-if (!jobId) {
-  console.error("usage: node check-status-page.mjs <url> <screenshot.png> <encoder> <fingerprint> <job-id>");
+const idle = encoder === "--idle";
+if (!jobId && !idle) {
+  console.error("usage: node check-status-page.mjs <url> <screenshot.png> (<encoder> <fingerprint> <job-id> | --idle)");
   process.exit(2);
 }
 
@@ -24,23 +28,35 @@ const failures = [];
 const seen = {};
 const check = (ok, what) => { if (!ok) failures.push(what); };
 
+// The throughput chart's y-axis labels, bottom to top, and what is wrong with them.
+const axisLabels = page => page.$$eval("#chart-axis span", spans => spans.map(s => s.textContent).reverse());
+function checkAxis(labels) {
+  const values = labels.map(l => Number(l.replace(/,/g, "")));
+  const steps = values.slice(1).map((v, i) => v - values[i]);
+  check(labels.length === 5, `five axis labels (saw ${JSON.stringify(labels)})`);
+  check(values.every(Number.isFinite), `axis labels are numbers (${JSON.stringify(labels)})`);
+  check(new Set(labels).size === labels.length, `axis labels are distinct (${JSON.stringify(labels)})`);
+  check(values[0] === 0, `the axis starts at 0 (${JSON.stringify(labels)})`);
+  check(steps.every(d => d > 0 && d === steps[0]), `axis labels rise in equal steps (${JSON.stringify(labels)})`);
+}
+
+// No traffic: the axis of an all-zero chart, at the size the problem was seen.
+async function checkIdle(page, errors) {
+  await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 3, null, { timeout });
+  seen.axis = await axisLabels(page);
+  seen.rates = await page.textContent("#rates");
+  seen.errors = errors;
+  checkAxis(seen.axis);
+  check(seen.rates === "now: 0 keys/s, 0 encodes/s", `an idle rate line (was '${seen.rates}')`);
+  check(errors.length === 0, `no script errors (${errors.join("; ")})`);
+  await page.screenshot({ path: screenshotPath, fullPage: true });
+}
+
 // Colours the page uses (index.html): progress fill, lookups line, encodes line.
 const colours = { bar: [0x2e, 0x9d, 0x58], lookups: [0x24, 0x63, 0xc9], encodes: [0xd9, 0x82, 0x2b] };
 
-let context;
-try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    viewport: { width: 1400, height: 1000 },
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
-  const page = context.pages()[0] ?? await context.newPage();
-  const errors = [];
-  page.on("pageerror", e => errors.push(String(e)));
-  await page.goto(url, { waitUntil: "load", timeout });
-
+// Traffic running: encoders, the job's progress bar and a chart with lookups, then the screenshot's pixels.
+async function checkBusy(page, errors) {
   // The encoder row with its fingerprint, a job row with a filled progress bar, and a throughput
   // chart that has seen lookups: each is a condition waited on, not a delay.
   // A wait that times out says which one it was and what the page showed then.
@@ -74,8 +90,10 @@ try {
   })));
   seen.hitRate = await page.textContent("#hit-rate");
   seen.rates = await page.textContent("#rates");
+  seen.axis = await axisLabels(page);
   seen.errors = errors;
 
+  checkAxis(seen.axis);
   check(seen.title === "EmbedCache status", `title is '${seen.title}'`);
   check(seen.tiers.length > 0 && seen.tiers.every(t => Number(t[2].replace(/,/g, "")) >= 0), "a tiers row with an item count");
   check(seen.tiers.some(t => Number(t[2].replace(/,/g, "")) > 0), "a tier holding items");
@@ -84,7 +102,7 @@ try {
 
   const png = await page.screenshot({ path: screenshotPath, fullPage: true });
   // Count the pixels of each colour by drawing the screenshot onto a canvas in a blank page.
-  const probe = await context.newPage();
+  const probe = await page.context().newPage();
   const counts = await probe.evaluate(async ([b64, wanted]) => {
     const img = new Image();
     img.src = "data:image/png;base64," + b64;
@@ -109,6 +127,25 @@ try {
   check(counts.bar >= 150, `progress-bar pixels in the screenshot (${counts.bar})`);
   check(counts.lookups >= 1000, `lookups-line pixels in the screenshot (${counts.lookups})`);
   check(counts.encodes >= 1000, `encodes-line pixels in the screenshot (${counts.encodes})`);
+}
+
+let context;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    viewport: idle ? { width: 1280, height: 1000 } : { width: 1400, height: 1000 },
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  const page = context.pages()[0] ?? await context.newPage();
+  const errors = [];
+  page.on("pageerror", e => errors.push(String(e)));
+  await page.goto(url, { waitUntil: "load", timeout });
+  if (idle)
+    await checkIdle(page, errors);
+  else
+    await checkBusy(page, errors);
 } catch (e) {
   failures.push(String(e?.message ?? e));
 } finally {

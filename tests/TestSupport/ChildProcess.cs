@@ -33,6 +33,9 @@ public sealed partial class ChildProcess : IDisposable
         foreach (var a in args)
             info.ArgumentList.Add(a);
         info.Environment["DOTNET_NOLOGO"] = "1";
+        // A service started without a SaveDir stores under $XDG_DATA_HOME/embedcache: never the user's own. Tests give
+        // each service its own SaveDir (or Store:MemoryOnly); this keeps one that forgot out of ~/.local/share.
+        info.Environment["XDG_DATA_HOME"] = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "embedcache-tests", "xdg-data-home");
         if (environment is not null)
         {
             foreach (var (k, v) in environment)

@@ -7,8 +7,19 @@ public sealed record ServiceAddresses(Uri Grpc, Uri Http);
 
 public static partial class ServiceListening
 {
-    /// <summary>Waits for the service's "EmbedCache listening: gRPC …, HTTP …" line and returns both addresses.</summary>
+    /// <summary>
+    /// Waits until the service serves: its "EmbedCache listening: gRPC …, HTTP …" line (the ports open at once) and
+    /// then its "EmbedCache ready" line (the store recovered, the encoders loaded). Returns both addresses.
+    /// </summary>
     public static async Task<ServiceAddresses> WaitForListeningAsync(this ChildProcess child, string what = "the service to listen", TimeSpan? timeout = null)
+    {
+        var addresses = await child.WaitForPortsAsync(what, timeout);
+        await child.WaitForLineAsync(ReadyLine(), what + " (its 'EmbedCache ready' line)", timeout);
+        return addresses;
+    }
+
+    /// <summary>Waits only for the "EmbedCache listening" line: the ports are open, the engine may still be starting.</summary>
+    public static async Task<ServiceAddresses> WaitForPortsAsync(this ChildProcess child, string what = "the service to open its ports", TimeSpan? timeout = null)
     {
         var m = await child.WaitForLineAsync(ListeningLine(), what, timeout);
         return new ServiceAddresses(new Uri(m.Groups["grpc"].Value), new Uri(m.Groups["http"].Value));
@@ -16,4 +27,7 @@ public static partial class ServiceListening
 
     [GeneratedRegex(@"listening: gRPC (?<grpc>https?://\S+?)/?, HTTP (?<http>https?://\S+?)/?$")]
     private static partial Regex ListeningLine();
+
+    [GeneratedRegex(@"EmbedCache ready: ")]
+    private static partial Regex ReadyLine();
 }

@@ -25,6 +25,20 @@ public static class Wait
         UntilAsync(() => Task.FromResult(condition()), what, timeout);
 
     /// <summary>Awaits a task, failing with a message that names it if it does not finish in time.</summary>
+    public static async Task ForAsync(Task task, string what, TimeSpan? timeout = null)
+    {
+        var limit = timeout ?? DefaultTimeout;
+        try
+        {
+            await task.WaitAsync(limit);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"Timed out after {limit.TotalSeconds:0}s waiting for {what}.");
+        }
+    }
+
+    /// <summary>Awaits a task, failing with a message that names it if it does not finish in time.</summary>
     public static async Task<T> ForAsync<T>(Task<T> task, string what, TimeSpan? timeout = null)
     {
         var limit = timeout ?? DefaultTimeout;

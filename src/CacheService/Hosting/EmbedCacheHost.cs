@@ -20,7 +20,11 @@ public static class EmbedCacheHost
         try
         {
             app = Build(args);
+            var engine = app.Services.GetRequiredService<EngineHost>();
             await app.RunAsync();
+            // Start-up runs beside the open listeners (EngineHost); when it fails it stops the host.
+            if (engine.StartupFailure is { } failure)
+                throw failure;
             return 0;
         }
         catch (OptionsValidationException e)
@@ -137,6 +141,8 @@ public static class EmbedCacheHost
                 .MinimumLevel.Override("Microsoft.AspNetCore", Serilog.Events.LogEventLevel.Warning)
                 .MinimumLevel.Override("Microsoft.Hosting.Lifetime", Serilog.Events.LogEventLevel.Warning)
                 .MinimumLevel.Override("Grpc", Serilog.Events.LogEventLevel.Warning)
+                // Every probe during start-up would log an error ("status Unhealthy"); the engine logs its progress itself.
+                .MinimumLevel.Override("Microsoft.Extensions.Diagnostics.HealthChecks", Serilog.Events.LogEventLevel.Fatal)
                 // A start-up error is reported once, as one line on stderr (Program), not again with a stack trace.
                 .Filter.ByExcluding(e => e.Exception is StartupException)
                 .ReadFrom.Configuration(builder.Configuration)
@@ -195,6 +201,7 @@ public static class EmbedCacheHost
             o.EnableDetailedErrors = false;
             o.Interceptors.Add<MetricsInterceptor>();
             o.AddEmbedCacheGuards();
+            o.Interceptors.Add<StartingGateInterceptor>();
             o.Interceptors.Add<ErrorMappingInterceptor>();
         });
         builder.Services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
@@ -217,7 +224,7 @@ public static class EmbedCacheHost
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         app.UseEmbedCacheMetricsAuth();
-        app.MapHealthChecks("/healthz");
+        app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = LifecycleHealthCheck.WriteAsync });
         app.MapMetrics("/metrics", app.Services.GetRequiredService<ServiceMetrics>().Registry);
         app.MapStatusPage();
     }

@@ -22,7 +22,11 @@ public sealed class EmbedCacheOptions
     /// <summary>HTTP/1.1 for /healthz, /metrics and the status page. 0 picks a free port (tests).</summary>
     public int HttpPort { get; set; } = 8080;
 
-    /// <summary>Directory for the persistent store; empty means memory only.</summary>
+    /// <summary>
+    /// Directory of the persistent store. Empty means the default, <see cref="DefaultSaveDirectory"/>
+    /// (<c>$XDG_DATA_HOME/embedcache</c>, else <c>~/.local/share/embedcache</c>); <c>Store:MemoryOnly</c> keeps the
+    /// cache in memory instead.
+    /// </summary>
     public string? SaveDir { get; set; }
 
     /// <summary>Console log format: <c>text</c> (human) or <c>json</c> (compact JSON, one event per line).</summary>
@@ -62,6 +66,25 @@ public sealed class EmbedCacheOptions
     /// <summary>TLS for the gRPC listener.</summary>
     public TlsSection Tls { get; set; } = new();
 
+    /// <summary>
+    /// Where the store lives when SaveDir is not set: <c>$XDG_DATA_HOME/embedcache</c> when XDG_DATA_HOME is an
+    /// absolute path, else <c>$HOME/.local/share/embedcache</c> (the XDG base directory rules); null without either.
+    /// </summary>
+    public static string? DefaultSaveDirectory()
+    {
+        if (Environment.GetEnvironmentVariable("XDG_DATA_HOME") is { Length: > 0 } xdg && Path.IsPathRooted(xdg))
+            return Path.Combine(xdg, "embedcache");
+        if (Environment.GetEnvironmentVariable("HOME") is { Length: > 0 } home && Path.IsPathRooted(home))
+            return Path.Combine(home, ".local", "share", "embedcache");
+        return null;
+    }
+
+    /// <summary>Describes where the store lives, for the start-up line: a path and how it was chosen.</summary>
+    public string DescribeStore(string contentRoot) =>
+        Store.MemoryOnly ? "memory only (EmbedCache:Store:MemoryOnly=true; nothing survives a restart)"
+        : string.IsNullOrWhiteSpace(SaveDir) ? $"{DefaultSaveDirectory()} (the default SaveDir; set EmbedCache:SaveDir to move it, or EmbedCache:Store:MemoryOnly=true to keep the cache in memory only)"
+        : $"{Path.GetFullPath(SaveDir, contentRoot)} (EmbedCache:SaveDir)";
+
     public sealed class StoreSection
     {
         /// <summary>Tier for encoders that do not choose one: Auto (Gpu with CUDA, else Cpu), Gpu, Cpu or Disk.</summary>
@@ -81,6 +104,15 @@ public sealed class EmbedCacheOptions
 
         /// <summary>Move a SaveDir that is not a compatible store aside (and start empty) instead of refusing to start.</summary>
         public bool MoveAsideIncompatibleSaveDir { get; set; }
+
+        /// <summary>Keep the cache in memory only (nothing survives a restart); SaveDir is then not used.</summary>
+        public bool MemoryOnly { get; set; }
+
+        /// <summary>
+        /// Seconds to wait for a SaveDir that another process holds (the previous instance still checkpointing on its
+        /// way out during a rolling restart) before refusing to start; 0 refuses at once. Health is NOT_SERVING meanwhile.
+        /// </summary>
+        public int SaveDirLockWaitSeconds { get; set; }
     }
 
     public sealed class JobSection
@@ -167,6 +199,10 @@ public sealed class EmbedCacheOptionsValidator : IValidateOptions<EmbedCacheOpti
             errors.Add($"{p}{nameof(options.GrpcPort)} and {p}{nameof(options.HttpPort)} must differ (both {options.GrpcPort})");
         if (options.SaveDir is { Length: > 0 } dir && dir.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
             errors.Add($"{p}{nameof(options.SaveDir)} is not a valid path ('{dir}')");
+        if (!options.Store.MemoryOnly && string.IsNullOrWhiteSpace(options.SaveDir) && EmbedCacheOptions.DefaultSaveDirectory() is null)
+            errors.Add($"{p}{nameof(options.SaveDir)} is not set and there is no default (neither XDG_DATA_HOME nor HOME is set): set it, or set {p}Store:MemoryOnly=true");
+        if (options.Store.SaveDirLockWaitSeconds < 0)
+            errors.Add($"{p}Store:SaveDirLockWaitSeconds must be >= 0 (was {options.Store.SaveDirLockWaitSeconds})");
         if (options.LogFormat is not ("text" or "json"))
             errors.Add($"{p}{nameof(options.LogFormat)} must be 'text' or 'json' (was '{options.LogFormat}')");
         if (string.IsNullOrWhiteSpace(options.DataRoot))
@@ -224,10 +260,16 @@ public sealed class EmbedCacheOptionsValidator : IValidateOptions<EmbedCacheOpti
 
 internal static class EmbedCacheOptionsMapping
 {
-    /// <summary>The engine's store options; relative paths resolve against the content root.</summary>
+    /// <summary>
+    /// The engine's store options; relative paths resolve against the content root. An unset SaveDir is the default
+    /// directory; only <c>Store:MemoryOnly</c> gives a memory-only store.
+    /// </summary>
     public static StoreOptions ToStoreOptions(this EmbedCacheOptions options, string contentRoot) => new()
     {
-        SaveDir = string.IsNullOrWhiteSpace(options.SaveDir) ? null : Path.GetFullPath(options.SaveDir, contentRoot),
+        SaveDir = options.Store.MemoryOnly ? null
+            : string.IsNullOrWhiteSpace(options.SaveDir) ? EmbedCacheOptions.DefaultSaveDirectory()
+            : Path.GetFullPath(options.SaveDir, contentRoot),
+        LockWait = TimeSpan.FromSeconds(Math.Max(0, options.Store.SaveDirLockWaitSeconds)),
         DefaultTier = options.Store.DefaultTier,
         CpuMemoryBytes = options.Store.CpuMemoryBytes,
         DiskMemoryBytes = options.Store.DiskMemoryBytes,

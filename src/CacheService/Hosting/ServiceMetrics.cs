@@ -25,7 +25,7 @@ public sealed class ServiceMetrics
     private readonly Counter _saveDirErrors;
     private readonly Gauge _saveDirFailing;
 
-    public ServiceMetrics(EngineHost host, IHostApplicationLifetime lifetime)
+    public ServiceMetrics(EngineHost host)
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
@@ -61,17 +61,18 @@ public sealed class ServiceMetrics
         DotNetStats.Register(Registry);
         Registry.AddBeforeCollectCallback(() => Collect(host));
         // Checkpoints are taken inside the store (periodic, after fills, admin, shutdown); the store
-        // reports each one with its duration. The engine exists once the hosted services have started.
-        lifetime.ApplicationStarted.Register(() =>
+        // reports each one with its duration. The engine exists once it has started (after recovery).
+        host.Ready.ContinueWith(ready =>
         {
             try
             {
-                host.Engine.Store.CheckpointCompleted += (_, c) => CheckpointDuration.Observe(c.Duration.TotalSeconds);
+                if (ready.IsCompletedSuccessfully)
+                    host.Engine.Store.CheckpointCompleted += (_, c) => CheckpointDuration.Observe(c.Duration.TotalSeconds);
             }
             catch (ServiceUnavailableException)
             {
             }
-        });
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     public CollectorRegistry Registry { get; }

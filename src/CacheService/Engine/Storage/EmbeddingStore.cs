@@ -125,7 +125,16 @@ public sealed class EmbeddingStore : IDisposable
     /// The SaveDir is corrupt, of another format version, not a store, or in use; or RequireGpu is set without CUDA.
     /// With <see cref="StoreOptions.MoveAsideIncompatibleSaveDir"/>, the first three move the directory aside instead.
     /// </exception>
-    public static EmbeddingStore Open(StoreOptions options, ILoggerFactory? loggerFactory = null)
+    public static EmbeddingStore Open(StoreOptions options, ILoggerFactory? loggerFactory = null) =>
+        Open(options, loggerFactory, phase: null, CancellationToken.None);
+
+    /// <summary>
+    /// Opens (and with a SaveDir, recovers) a store, telling <paramref name="phase"/> what it is doing as it goes
+    /// ("waiting for …", "recovering the cpu store …") so a host can report it while it waits.
+    /// </summary>
+    /// <param name="cancellationToken">Ends a wait for the SaveDir's lock (<see cref="StoreOptions.LockWait"/>).</param>
+    /// <inheritdoc cref="Open(StoreOptions, ILoggerFactory?)"/>
+    public static EmbeddingStore Open(StoreOptions options, ILoggerFactory? loggerFactory, Action<string>? phase, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
         var errors = new List<string>(options.Validate());
@@ -163,23 +172,23 @@ public sealed class EmbeddingStore : IDisposable
         var root = Path.GetFullPath(options.SaveDir);
         try
         {
-            return OpenPersistent(options, logger, root, cuda);
+            return OpenPersistent(options, logger, root, cuda, phase, cancellationToken);
         }
         catch (StoreOpenException e) when (options.MoveAsideIncompatibleSaveDir && e.Data.Contains(StoreDirectory.MovableKey))
         {
             var target = StoreDirectory.MoveAside(root);
             StoreLog.MovedAside(logger, e.Message, target);
-            return OpenPersistent(options, logger, root, cuda);
+            return OpenPersistent(options, logger, root, cuda, phase, cancellationToken);
         }
     }
 
-    private static EmbeddingStore OpenPersistent(StoreOptions options, ILogger logger, string root, Lazy<bool> cuda)
+    private static EmbeddingStore OpenPersistent(StoreOptions options, ILogger logger, string root, Lazy<bool> cuda, Action<string>? phase, CancellationToken cancellationToken)
     {
         StoreDirectory.CheckWritable(root);
         var kind = StoreDirectory.Inspect(root);
         if (kind == StoreDirectory.Kind.Empty)
             StoreDirectory.WriteMarker(root);
-        var lockFile = StoreDirectory.Lock(root);
+        var lockFile = AcquireLock(root, options.LockWait, logger, phase, cancellationToken);
         try
         {
             Manifest? manifest;
@@ -211,7 +220,7 @@ public sealed class EmbeddingStore : IDisposable
                 }
             }
 
-            var store = Create(options, logger, root, persistent: true, lockFile, manifest, cuda);
+            var store = Create(options, logger, root, persistent: true, lockFile, manifest, cuda, phase);
             StoreLog.Opened(logger, root, true, manifest?.Version ?? 0, manifest?.Namespaces.Count ?? 0);
             return store;
         }
@@ -222,7 +231,40 @@ public sealed class EmbeddingStore : IDisposable
         }
     }
 
-    private static EmbeddingStore Create(StoreOptions options, ILogger logger, string root, bool persistent, FileStream? lockFile, Manifest? manifest, Lazy<bool> cuda)
+    /// <summary>The SaveDir's lock; with a <paramref name="wait"/>, polls for it while another process holds it.</summary>
+    private static FileStream AcquireLock(string root, TimeSpan wait, ILogger logger, Action<string>? phase, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var waiting = false;
+        while (true)
+        {
+            try
+            {
+                var lockFile = StoreDirectory.Lock(root);
+                if (waiting)
+                    StoreLog.LockAcquired(logger, root, clock.Elapsed.TotalSeconds);
+                return lockFile;
+            }
+            catch (StoreOpenException e) when (clock.Elapsed < wait)
+            {
+                if (!waiting)
+                {
+                    waiting = true;
+                    StoreLog.WaitingForLock(logger, root, wait.TotalSeconds, e.Message);
+                    phase?.Invoke($"waiting up to {wait.TotalSeconds:0} s for SaveDir {root}, which another process holds");
+                }
+
+                if (cancellationToken.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(100)))
+                    cancellationToken.ThrowIfCancellationRequested();
+            }
+            catch (StoreOpenException e) when (wait > TimeSpan.Zero)
+            {
+                throw new StoreOpenException($"{e.Message} Waited {wait.TotalSeconds:0} s for it (Store:SaveDirLockWaitSeconds).", e);
+            }
+        }
+    }
+
+    private static EmbeddingStore Create(StoreOptions options, ILogger logger, string root, bool persistent, FileStream? lockFile, Manifest? manifest, Lazy<bool> cuda, Action<string>? phase = null)
     {
         var recover = manifest is not null;
         var segmentBits = options.LogSegmentSizeBits;
@@ -237,7 +279,10 @@ public sealed class EmbeddingStore : IDisposable
             if (manifest is not null)
             {
                 foreach (var kv in new[] { cpu, disk, meta })
-                    Recover(root, kv, manifest);
+                {
+                    phase?.Invoke($"{root}: the {kv.Name} store, checkpoint {manifest.Version}");
+                    Recover(root, kv, manifest, logger);
+                }
             }
 
             return new EmbeddingStore(options, logger, root, persistent, lockFile, cpu, disk, meta, manifest, cuda, health);
@@ -251,9 +296,11 @@ public sealed class EmbeddingStore : IDisposable
         }
     }
 
-    private static void Recover(string root, KvStore kv, Manifest manifest)
+    private static void Recover(string root, KvStore kv, Manifest manifest, ILogger logger)
     {
         var token = manifest.Tokens[kv.Name];
+        var start = Stopwatch.GetTimestamp();
+        var readBefore = kv.Device.BytesRead;
         try
         {
             kv.Kv.Recover(token);
@@ -267,6 +314,19 @@ public sealed class EmbeddingStore : IDisposable
         // between, finish the truncation now. A no-op otherwise.
         kv.Kv.Log.Truncate();
         kv.PurgeCheckpointsExcept(token);
+
+        // Where the time went: FASTER reads the index checkpoint first and then the log pages it keeps in memory
+        // (from the checkpoint's head address to its tail), so the first log read splits the two.
+        var end = Stopwatch.GetTimestamp();
+        var firstRead = kv.Device.FirstReadTimestamp is var f && f >= start ? f : end;
+        var log = kv.Kv.Log;
+        var total = Stopwatch.GetElapsedTime(start, end).TotalSeconds;
+        var index = Stopwatch.GetElapsedTime(start, firstRead).TotalSeconds;
+        var logSeconds = Stopwatch.GetElapsedTime(firstRead, end).TotalSeconds;
+        var readMB = (kv.Device.BytesRead - readBefore) / 1e6;
+        var inMemoryMB = (log.TailAddress - log.HeadAddress) / 1e6;
+        var logMB = (log.TailAddress - log.BeginAddress) / 1e6;
+        StoreLog.Recovered(logger, kv.Name, total, index, kv.IndexBytes >> 20, logSeconds, readMB, inMemoryMB, logMB);
     }
 
     private static bool DetectCuda()

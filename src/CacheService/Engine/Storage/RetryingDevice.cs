@@ -62,11 +62,33 @@ internal sealed class RetryingDevice : IDevice
     public void WriteAsync(IntPtr alignedSourceAddress, ulong alignedDestinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context) =>
         new PendingWrite(this, alignedSourceAddress, -1, alignedDestinationAddress, numBytesToWrite, callback, context).Issue();
 
-    public void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
+    public void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context)
+    {
+        CountRead(readLength);
         _inner.ReadAsync(segmentId, sourceAddress, destinationAddress, readLength, callback, context);
+    }
 
-    public void ReadAsync(ulong alignedSourceAddress, IntPtr alignedDestinationAddress, uint aligned_read_length, DeviceIOCompletionCallback callback, object context) =>
+    public void ReadAsync(ulong alignedSourceAddress, IntPtr alignedDestinationAddress, uint aligned_read_length, DeviceIOCompletionCallback callback, object context)
+    {
+        CountRead(aligned_read_length);
         _inner.ReadAsync(alignedSourceAddress, alignedDestinationAddress, aligned_read_length, callback, context);
+    }
+
+    private long _bytesRead;
+    private long _firstReadTimestamp;
+
+    /// <summary>Bytes read through this device so far (recovery reports how much of the log it read back).</summary>
+    public long BytesRead => Interlocked.Read(ref _bytesRead);
+
+    /// <summary><see cref="System.Diagnostics.Stopwatch"/> timestamp of the first read, or 0 before it.</summary>
+    public long FirstReadTimestamp => Interlocked.Read(ref _firstReadTimestamp);
+
+    private void CountRead(uint bytes)
+    {
+        Interlocked.Add(ref _bytesRead, bytes);
+        if (Interlocked.Read(ref _firstReadTimestamp) == 0)
+            Interlocked.CompareExchange(ref _firstReadTimestamp, System.Diagnostics.Stopwatch.GetTimestamp(), 0);
+    }
 
     public void TruncateUntilAddressAsync(long toAddress, AsyncCallback callback, IAsyncResult result) =>
         _inner.TruncateUntilAddressAsync(toAddress, callback, result);

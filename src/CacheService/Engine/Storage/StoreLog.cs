@@ -34,6 +34,15 @@ internal static partial class StoreLog
     [LoggerMessage(EventId = 3009, Level = LogLevel.Warning, Message = "{Count} row(s) of the Gpu table of {Encoder} ({Fingerprint}) failed their checksum (first: {FirstKey}); dropped from the table and re-read from the store")]
     public static partial void TableCorruption(ILogger logger, int count, string encoder, Embeddings.Fingerprint fingerprint, string firstKey);
 
+    [LoggerMessage(EventId = 3013, Level = LogLevel.Information, Message = "Recovered the {Store} store in {Seconds:0.00} s: hash index ({IndexMiB} MiB) {IndexSeconds:0.00} s, log {LogSeconds:0.00} s reading {ReadMB:0} MB back; {InMemoryMB:0} MB of its {LogMB:0} MB log in memory")]
+    public static partial void Recovered(ILogger logger, string store, double seconds, double indexSeconds, long indexMiB, double logSeconds, double readMB, double inMemoryMB, double logMB);
+
+    [LoggerMessage(EventId = 3014, Level = LogLevel.Warning, Message = "SaveDir {Root} is held by another process; waiting up to {Seconds:0} s for it ({Reason})")]
+    public static partial void WaitingForLock(ILogger logger, string root, double seconds, string reason);
+
+    [LoggerMessage(EventId = 3015, Level = LogLevel.Information, Message = "SaveDir {Root} acquired after {Seconds:0.0} s")]
+    public static partial void LockAcquired(ILogger logger, string root, double seconds);
+
     [LoggerMessage(EventId = 3008, Level = LogLevel.Error, Message = "Final checkpoint on dispose failed")]
     public static partial void FinalCheckpointFailed(ILogger logger, Exception exception);
 }

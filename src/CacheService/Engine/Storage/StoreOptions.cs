@@ -43,6 +43,12 @@ public sealed class StoreOptions
     /// </summary>
     public bool MoveAsideIncompatibleSaveDir { get; set; }
 
+    /// <summary>
+    /// How long <see cref="EmbeddingStore.Open"/> waits for a SaveDir that another process holds (a previous instance
+    /// still taking its shutdown checkpoint) before it fails. <see cref="TimeSpan.Zero"/> fails at once.
+    /// </summary>
+    public TimeSpan LockWait { get; set; }
+
     /// <summary>Size of the log files FASTER writes (2^bits bytes); truncation after a drop frees whole files.</summary>
     internal int LogSegmentSizeBits { get; set; } = 24;
 
@@ -57,6 +63,8 @@ public sealed class StoreOptions
         CheckMemory(errors, nameof(GpuMemoryBytes), GpuMemoryBytes);
         if (CheckpointInterval < TimeSpan.Zero)
             errors.Add($"CheckpointInterval must be >= 00:00:00 (was {CheckpointInterval})");
+        if (LockWait < TimeSpan.Zero)
+            errors.Add($"LockWait must be >= 00:00:00 (was {LockWait})");
         if (!string.IsNullOrEmpty(SaveDir))
         {
             try

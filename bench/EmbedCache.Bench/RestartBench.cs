@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using EmbedCache.Client;
+using EmbedCache.Contract.V1;
+
+namespace EmbedCache.Bench;
+
+/// <summary>
+/// Only the restart measurement of <c>compare</c>: fills N Cpu-tier and N Disk-tier embeddings once, then restarts
+/// the service on that SaveDir several times and prints, per restart, the time to 'listening', to health SERVING
+/// and to the first successful lookup, with the service's own recovery log lines. <c>--cold</c> evicts the SaveDir's
+/// files from the kernel's page cache before each restart (posix_fadvise DONTNEED, nothing else is evicted), which is
+/// what a restart after a reboot, or on a busy host that evicted the log files, sees.
+/// </summary>
+public sealed class RestartBench : IBench
+{
+    public string Name => "restart";
+
+    public string Description => "restart to serving only: [--items N (1000000)] [--restarts N (3)] [--cold] [--repo DIR]";
+
+    public Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var items = int.Parse(CompareBench.OptionOf(args, "--items") ?? "1000000", System.Globalization.CultureInfo.InvariantCulture);
+        var restarts = int.Parse(CompareBench.OptionOf(args, "--restarts") ?? "3", System.Globalization.CultureInfo.InvariantCulture);
+        return CompareBench.RestartOnlyAsync(items, restarts, args.Contains("--cold"), CompareBench.OptionOf(args, "--repo") ?? CompareBench.Repo(), cancellationToken);
+    }
+}
+
+public sealed partial class CompareBench
+{
+    internal static async Task<int> RestartOnlyAsync(int items, int restarts, bool cold, string repo, CancellationToken token)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "embedcache-restart-" + Guid.NewGuid().ToString("N")[..8]);
+        var serviceDll = Path.Combine(repo, "src/CacheService/bin/Release/net10.0/EmbedCache.CacheService.dll");
+        try
+        {
+            string[] args =
+            [
+                .. CommonServiceArgs(Path.Combine(root, "save-big"), Path.Combine(root, "data")),
+                .. Encoder("bigd", "Disk", "Float32", 1024), .. Encoder("bigc", "Cpu", "Float32", 1024),
+                "--EmbedCache:Encoders:bigd:Seed=7", // else both have one fingerprint: one namespace, one tier
+            ];
+            await using (var service = await ServiceInstance.StartAsync(serviceDll, args, token))
+            {
+                using var client = new EmbedCacheClient(service.Uri);
+                await FillAsync(client, "bigd", items, token);
+                await FillAsync(client, "bigc", items, token);
+                await client.CheckpointAsync(token);
+            }
+
+            Console.WriteLine($"restart to serving, {2 * items:N0} stored ({items:N0} Cpu + {items:N0} Disk); {MachineInfo.Describe()}; load average {LoadAverage()}");
+            for (var run = 1; run <= restarts; run++)
+            {
+                if (cold)
+                    EvictFromPageCache(Path.Combine(root, "save-big"));
+                var lines = new List<string>();
+                var clock = Stopwatch.StartNew();
+                double listening, healthy, serving;
+                await using (var service = await ServiceInstance.StartAsync(serviceDll, args, token, line =>
+                {
+                    lock (lines)
+                        lines.Add(FormattableString.Invariant($"  {clock.Elapsed.TotalSeconds,6:0.00} s  {line}"));
+                }, ready: false))
+                {
+                    listening = clock.Elapsed.TotalSeconds;
+                    using var client = new EmbedCacheClient(service.Uri);
+                    while (await HealthOrNullAsync(client, token) != Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving)
+                        await Task.Delay(10, token);
+                    healthy = clock.Elapsed.TotalSeconds;
+                    serving = await FirstLookupAsync(client, items, clock, token);
+                }
+
+                Console.WriteLine(FormattableString.Invariant(
+                    $"restart {run}{(cold ? " (SaveDir evicted from the page cache)" : "")}: {listening:0.00} s to 'listening', {healthy:0.00} s to SERVING, {serving:0.00} s to the first successful lookup; load average {LoadAverage()}"));
+                lock (lines)
+                {
+                    foreach (var line in lines.Where(l => l.Contains("Store", StringComparison.Ordinal) || l.Contains("ecover", StringComparison.Ordinal) || l.Contains("EmbedCache", StringComparison.Ordinal) || l.Contains("Engine", StringComparison.Ordinal)))
+                        Console.WriteLine(line);
+                }
+            }
+
+            return 0;
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(root, recursive: true);
+            }
+            catch (IOException e)
+            {
+                Log($"could not remove {root}: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>Drops the files under <paramref name="dir"/> from the page cache (and only them).</summary>
+    private static void EvictFromPageCache(string dir)
+    {
+        const int PosixFadvDontNeed = 4;
+        foreach (var file in Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories))
+        {
+            using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            if (PosixFadvise(handle, 0, 0, PosixFadvDontNeed) != 0)
+                throw new IOException($"posix_fadvise(DONTNEED) failed on {file}");
+        }
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    private static partial int PosixFadvise(Microsoft.Win32.SafeHandles.SafeFileHandle fd, long offset, long length, int advice);
+
+    private static async Task<Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus?> HealthOrNullAsync(EmbedCacheClient client, CancellationToken token)
+    {
+        try
+        {
+            return await client.CheckHealthAsync(cancellationToken: token);
+        }
+        catch (Grpc.Core.RpcException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Polls a lookup of the first and last stored key of both tiers until it finds all four; seconds on <paramref name="clock"/>.</summary>
+    private static async Task<double> FirstLookupAsync(EmbedCacheClient client, int items, Stopwatch clock, CancellationToken token)
+    {
+        var request = new LookupRequest { Keys = new KeyBatch { Positional = new PositionalKeys { Dataset = "big", Split = "train", Indices = { 0UL, (ulong)items - 1 } } } };
+        request.Encoders.Add("bigc");
+        request.Encoders.Add("bigd");
+        while (true)
+        {
+            if (clock.Elapsed > TimeSpan.FromSeconds(120))
+                throw new TimeoutException("the restarted service did not serve the stored keys within 120 s");
+            try
+            {
+                var response = await client.LookupAsync(request, token);
+                if (response.Results.All(r => r.Found.Length > 0 && r.Found[0] == 0b11))
+                    return clock.Elapsed.TotalSeconds;
+            }
+            catch (Grpc.Core.RpcException)
+            {
+            }
+
+            await Task.Delay(20, token);
+        }
+    }
+}
