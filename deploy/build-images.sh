@@ -71,8 +71,9 @@ ensure_base() {
   local root
   root="$(mktemp -d /tmp/embedcache-rootfs.XXXXXX)"
   log "debootstrap minbase trixie into $root"
-  # libicu for .NET globalization would be optional (invariant mode is set in the images); ca-certificates for outbound TLS.
-  as_root debootstrap --variant=minbase --include=ca-certificates trixie "$root" "$DEBIAN_MIRROR" >/dev/null
+  # libicu for .NET globalization would be optional (invariant mode is set in the images); ca-certificates for outbound TLS;
+  # fonts-dejavu-core so the trainer's training.png (ScottPlot) has its axis labels and legends.
+  as_root debootstrap --variant=minbase --include=ca-certificates,fonts-dejavu-core trixie "$root" "$DEBIAN_MIRROR" >/dev/null
   as_root rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   log "importing $BASE_IMAGE"
   as_root tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
