@@ -15,7 +15,7 @@ public sealed class EncoderOptionsTests
 
     [Theory]
     [InlineData("MaxLength", "Encoders:e:MaxLength must be between 3 and 512 (was 0)")]
-    [InlineData("Kind", "Encoders:e:Kind must be one of random-minilm, random-convnet, random-mlp, torchscript (was 'bert')")]
+    [InlineData("Kind", "Encoders:e:Kind must be one of random-minilm, random-convnet, random-mlp, torchscript, onnx (was 'bert')")]
     [InlineData("Heads", "Encoders:e:Heads must divide Hidden (384 is not a multiple of 5)")]
     [InlineData("BatchSize", "Encoders:e:BatchSize must be between 1 and 4096 (was 0)")]
     [InlineData("TooLong", "Encoders:e:TooLong must be one of truncate, reject (was 'cut')")]
