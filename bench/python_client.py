@@ -58,7 +58,9 @@ def start_service(dll: pathlib.Path, root: pathlib.Path):
     threading.Thread(target=lambda: [lines.append(line) for line in process.stdout], daemon=True).start()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        for line in list(lines):
+        # The ports open at once; the service serves from its "EmbedCache ready" line on.
+        snapshot = list(lines)
+        for line in snapshot if any("EmbedCache ready" in l for l in snapshot) else []:
             m = LISTENING.search(line)
             if m:
                 return process, m.group("grpc")

@@ -32,6 +32,10 @@ class NotFound(EmbedCacheError, LookupError):
     """NOT_FOUND: unknown encoder, dataset or job."""
 
 
+class OutOfRange(EmbedCacheError, IndexError):
+    """OUT_OF_RANGE: a positional index or start_offset past the end of a cached split; the message names its size."""
+
+
 class FailedPrecondition(EmbedCacheError):
     """FAILED_PRECONDITION: e.g. the split is not cached yet (prewarm it, or stream with fill_missing)."""
 
@@ -79,6 +83,7 @@ class JobFailed(EmbedCacheError):
 _BY_CODE: Dict[grpc.StatusCode, Type[EmbedCacheError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.OUT_OF_RANGE: OutOfRange,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,

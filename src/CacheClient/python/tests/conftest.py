@@ -75,12 +75,16 @@ class ServiceProcess:
         return "\n".join(self.lines)
 
     def _wait_listening(self, timeout: float = 180) -> str:
+        """The gRPC address, once the service serves: its ports open at once ("listening"), and calls are
+        UNAVAILABLE until the store has recovered and the encoders are built ("EmbedCache ready")."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in list(self.lines):
-                m = LISTENING.search(line)
-                if m:
-                    return m.group("grpc")
+            lines = list(self.lines)
+            if any("EmbedCache ready" in line for line in lines):
+                for line in lines:
+                    m = LISTENING.search(line)
+                    if m:
+                        return m.group("grpc")
             if self.process.poll() is not None:
                 self._reader.join(5)
                 pytest.fail(f"the service exited ({self.process.returncode}) before listening:\n{self.output}")

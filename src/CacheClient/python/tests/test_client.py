@@ -78,12 +78,23 @@ def test_embeddings_are_views_on_the_received_bytes(client, digits, dtype):
 
 
 def test_found_masks_unpack_to_booleans_and_missing_rows_are_zero(client, digits):
-    r = client.lookup(["random-mlp", "half"], keys.positional("digits", "train", [0, 1, 10 ** 9, 2]), include_labels=True)
+    r = client.lookup(["random-mlp", "half"], keys.positional("digits", "train", [0, 1, 2]), include_labels=True)
     for name in ("random-mlp", "half"):
-        found = r[name].found
-        assert found.dtype == np.bool_ and found.tolist() == [True, True, False, True]
-        assert not r[name].float32()[2].any()
-    assert r.labels.found.tolist() == [True, True, False, True]
+        assert r[name].found.dtype == np.bool_ and r[name].found.tolist() == [True, True, True]
+    assert r.labels.found.tolist() == [True, True, True]
+    # A split the cache knows nothing about: its keys are not found, rows and labels alike (a key past the end
+    # of a split the cache does know is OUT_OF_RANGE instead, see test_errors_*).
+    missing = client.lookup(["random-mlp", "half"], keys.positional("fortunes", "train", [0, 5]), include_labels=True)
+    for name in ("random-mlp", "half"):
+        assert missing[name].found.tolist() == [False, False]
+        assert not missing[name].float32().any()
+    assert missing.labels.found.tolist() == [False, False]
+    # Found and missing in one batch: two custom keys stored by read-through, one never stored.
+    stored = keys.tensors(np.random.default_rng(7).random((2, 64), dtype=np.float32))
+    client.lookup("random-mlp", keys.custom([b"mask-a", b"mask-b"]), stored)
+    mixed = client.lookup("random-mlp", keys.custom([b"mask-a", b"mask-never", b"mask-b"]))["random-mlp"]
+    assert mixed.found.tolist() == [True, False, True]
+    assert not mixed.float32()[1].any() and mixed.float32()[0].any()
     assert embedcache.unpack_mask(b"\x05\x01", 9).tolist() == [True, False, True, False, False, False, False, False, True]
 
 
@@ -145,6 +156,9 @@ def test_errors_carry_the_status_and_the_services_message(client, admin, digits)
     with pytest.raises(errors.NotFound) as e:
         client.lookup("no-such-encoder", keys.positional("digits", "train", [0]))
     assert e.value.code.name == "NOT_FOUND" and "no-such-encoder" in e.value.message
+    with pytest.raises(errors.OutOfRange) as e:
+        client.lookup("random-mlp", keys.positional("digits", "train", [0, 10 ** 9]))
+    assert e.value.code.name == "OUT_OF_RANGE" and "1438 items" in e.value.message
     assert isinstance(e.value, LookupError) and isinstance(e.value, embedcache.EmbedCacheError)
 
     with pytest.raises(errors.InvalidArgument) as e:
