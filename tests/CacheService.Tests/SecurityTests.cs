@@ -61,7 +61,7 @@ public sealed class SecurityTests
 
         // The client library's ApiKey option sends the same header.
         using var trainer = new EmbedCacheClient(service.Channel, new EmbedCacheClientOptions { ApiKey = TrainerKey });
-        Assert.Equal(3, (await trainer.Cache.ListEncodersAsync(list)).Encoders.Count);
+        Assert.Equal(5, (await trainer.Cache.ListEncodersAsync(list)).Encoders.Count);
     }
 
     [Fact]
@@ -166,7 +166,7 @@ public sealed class SecurityTests
         using var tls = GrpcChannel.ForAddress(service.Endpoints.GrpcUri, new GrpcChannelOptions { HttpHandler = handler });
         var encoders = await new Contract(tls).Cache.ListEncodersAsync(new ListEncodersRequest());
 
-        Assert.Equal(3, encoders.Encoders.Count);
+        Assert.Equal(5, encoders.Encoders.Count);
         Assert.Contains(cert.Thumbprint, seen);
         using var cleartext = GrpcChannel.ForAddress(new Uri($"http://127.0.0.1:{service.Endpoints.Grpc.Port}"));
         Assert.NotEqual(StatusCode.OK, await Contract.StatusOf(() => new Contract(cleartext).Cache.ListEncodersAsync(new ListEncodersRequest()).ResponseAsync));
@@ -235,7 +235,7 @@ public sealed class SecurityTests
         Assert.Equal(StatusCode.OK, allowed);
         open[1].Dispose();
         // The service is still fine after all that.
-        Assert.Equal(3, (await c.Cache.ListEncodersAsync(new ListEncodersRequest())).Encoders.Count);
+        Assert.Equal(5, (await c.Cache.ListEncodersAsync(new ListEncodersRequest())).Encoders.Count);
     }
 
     private static string ServiceDll => RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService");
