@@ -374,10 +374,21 @@ internal sealed class OnnxModel : IDisposable
 
     private (int Dim, bool PerToken, long[] Tail) Probe(ResolvedEncoderOptions o)
     {
-        using var results = o.InputKind == InputKind.Text
-            ? RunTextRaw(ProbeText(o), 0, 1, out _)
-            : RunTensorsRaw(new TensorFeatureBatch(new float[ItemLength], ItemShape!), 0, 1);
-        var shape = results[0].GetTensorTypeAndShape().Shape;
+        long[]? mask = null;
+        long[] shape;
+        try
+        {
+            using var results = o.InputKind == InputKind.Text
+                ? RunTextRaw(ProbeText(o), 0, 1, out mask)
+                : RunTensorsRaw(new TensorFeatureBatch(new float[ItemLength], ItemShape!), 0, 1);
+            shape = results[0].GetTensorTypeAndShape().Shape;
+        }
+        finally
+        {
+            if (mask is not null)
+                ArrayPool<long>.Shared.Return(mask);
+        }
+
         var dims = shape.AsSpan();
         while (dims.Length > 2 && dims[^1] == 1)
             dims = dims[..^1];
