@@ -75,16 +75,17 @@ class ServiceProcess:
         return "\n".join(self.lines)
 
     def _wait_listening(self, timeout: float = 180) -> str:
-        """The gRPC address, once the service serves: its ports open at once ("listening"), and calls are
-        UNAVAILABLE until the store has recovered and the encoders are built ("EmbedCache ready")."""
+        """The gRPC address once the ports are open ("listening"); then up to 60 s more for "EmbedCache ready"
+        (calls are UNAVAILABLE until the store has recovered; the client retries those)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            lines = list(self.lines)
-            if any("EmbedCache ready" in line for line in lines):
-                for line in lines:
-                    m = LISTENING.search(line)
-                    if m:
-                        return m.group("grpc")
+            for line in list(self.lines):
+                m = LISTENING.search(line)
+                if m:
+                    ready_by = time.monotonic() + 60
+                    while time.monotonic() < ready_by and not any("EmbedCache ready" in l for l in list(self.lines)):
+                        time.sleep(0.05)
+                    return m.group("grpc")
             if self.process.poll() is not None:
                 self._reader.join(5)
                 pytest.fail(f"the service exited ({self.process.returncode}) before listening:\n{self.output}")
