@@ -41,8 +41,8 @@ public sealed class PytestSuiteTests(ITestOutputHelper output)
 
         // From the temp root, so `import embedcache` finds the installed package, not the copied sources.
         var pytest = await ProgramRun.RunAsync(venvPython,
-            ["-m", "pytest", Path.Combine(package, "tests"), "-v", "-ra", "-p", "no:cacheprovider", "--basetemp", temp.Combine("pytest")],
-            temp.Path, environment, TimeSpan.FromMinutes(20));
+            ["-m", "pytest", Path.Combine(package, "tests"), "-v", "-ra", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=240", "--basetemp", temp.Combine("pytest")],
+            temp.Path, environment, TimeSpan.FromMinutes(8)); // inside the 10 min hang timeout, so a hang reports pytest's output
         output.WriteLine(pytest.Output);
         Assert.True(pytest.ExitCode == 0, $"pytest failed:\n{pytest}");
     }

@@ -53,10 +53,14 @@ public static class ProgramRun
             await Wait.ForAsync(process.WaitForExitAsync().ContinueWith(_ => 0, TaskScheduler.Default),
                 $"{fileName} {string.Join(' ', info.ArgumentList)} to exit", timeout ?? TimeSpan.FromMinutes(5));
         }
-        catch (TimeoutException)
+        catch (TimeoutException timedOut)
         {
             process.Kill(entireProcessTree: true);
-            throw;
+            await process.WaitForExitAsync();
+            // The output so far is what tells a hang apart from slowness.
+            lock (stdout)
+            lock (stderr)
+                throw new TimeoutException($"{timedOut.Message}; its output so far:\n{stdout}\n[stderr]\n{stderr}", timedOut);
         }
 
         await process.WaitForExitAsync();
