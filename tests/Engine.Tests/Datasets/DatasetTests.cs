@@ -102,6 +102,55 @@ public sealed class DatasetTests
         Assert.Contains(problem, e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("{\"x\":[ 1 , -0.5,2.25\t], \"label\": 1}", new[] { 1f, -0.5f, 2.25f })]
+    [InlineData("{\"label\": 1, \"x\": [0.1234567, 1e2, 7]}", new[] { 0.1234567f, 100f, 7f })]
+    [InlineData("{\"x\": [123456789, -0], \"label\": 1, \"x2\": [1]}", new[] { 123456789f, -0f })]
+    [InlineData("{\"y\": {\"x\": [9]}, \"x\": [3, 4], \"label\": 1}", new[] { 3f, 4f })]
+    [InlineData("{\"x\": [5, 6], \"label\": 1, \"x\": [7, 8]}", new[] { 7f, 8f })]
+    public void Jsonl_NumberArrays_ReadTheSameWithOrWithoutTheScan(string line, float[] expected)
+    {
+        using var dir = new TempDirectory("ds");
+        File.WriteAllText(dir.Combine("s.jsonl"), line + "\n");
+        File.WriteAllText(dir.Combine("dataset.json"), """{ "splits": { "s": "s.jsonl" }, "features": { "kind": "vector", "field": "x" }, "labels": { "kind": "group" } }""");
+
+        var chunk = new DatasetCatalog(new Dictionary<string, string> { ["x"] = dir.Path }, null).Resolve("x").OpenSplit("s").ReadChunks(10).Single();
+
+        Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), chunk.Values!.Select(BitConverter.SingleToInt32Bits));
+    }
+
+    [Theory]
+    [InlineData("{\"x\": [1, 2], \"label\": 1,}")]
+    [InlineData("{\"x\": [01], \"label\": 1}")]
+    [InlineData("{\"x\": [1,], \"label\": 1}")]
+    [InlineData("{\"x\": [1, 2], \"label\": 1} {}")]
+    [InlineData("{\"x\": [1 2], \"label\": 1}")]
+    public void Jsonl_SyntaxErrorAroundAScannedArray_IsReportedWhereTheLineHasIt(string line)
+    {
+        using var dir = new TempDirectory("ds");
+        File.WriteAllText(dir.Combine("s.jsonl"), line + "\n");
+        File.WriteAllText(dir.Combine("dataset.json"), """{ "splits": { "s": "s.jsonl" }, "features": { "kind": "vector", "field": "x" }, "labels": { "kind": "group" } }""");
+        var split = new DatasetCatalog(new Dictionary<string, string> { ["x"] = dir.Path }, null).Resolve("x").OpenSplit("s");
+        string expected;
+        try
+        {
+            var reader = new System.Text.Json.Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(line));
+            while (reader.Read())
+            {
+            }
+
+            throw new InvalidOperationException("the test line is valid JSON");
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            expected = e.Message;
+        }
+
+        var error = Assert.Throws<DatasetException>(() => split.ReadChunks(10).ToList());
+
+        Assert.EndsWith("not valid JSON: " + expected, error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void FastFloat_EqualsFloatParse_WhereItApplies_AndDeclinesTheRest()
     {

@@ -207,6 +207,7 @@ public sealed class DatasetSplitReader
         private int[]? _csvColumns;
         private int _itemLength = -1;
         private float[] _scratch = new float[64];
+        private byte[] _rest = new byte[256];
         private readonly byte[] _featureName = Encoding.UTF8.GetBytes(manifest.Features.Field);
         private readonly byte[] _labelName = Encoding.UTF8.GetBytes(manifest.Labels.Field);
         private readonly byte[] _keyName = Encoding.UTF8.GetBytes(manifest.Key.Field);
@@ -222,10 +223,16 @@ public sealed class DatasetSplitReader
         /// <summary>
         /// One JSONL record, in one pass over its bytes: the feature, label and key fields are taken as they come
         /// (the last of a repeated name wins, as with a parsed document), everything else is skipped (and validated).
-        /// A feature array's numbers go to a scratch row first, so that its length is checked once it is known.
+        /// A feature array's numbers go to a scratch row first, so that its length is checked once it is known; a
+        /// plain one is scanned without the JSON reader first (<see cref="NumberArrayScanner"/>).
         /// </summary>
         public void AddJson(ReadOnlySpan<byte> line, long lineNumber, DatasetSplitReader owner)
         {
+            var scannedAt = -1;
+            var scanned = 0;
+            var original = line;
+            if (NumericFeatures && NumberArrayScanner.TryScan(line, _featureName, ref _scratch, ref _rest, out var restLength, out scannedAt, out scanned))
+                line = _rest.AsSpan(0, restLength);
             var features = manifest.Features;
             string? featureText = null;
             var featureLength = -1;
@@ -253,7 +260,17 @@ public sealed class DatasetSplitReader
                     {
                         if (reader.TokenType != JsonTokenType.StartArray)
                             throw owner.Error(lineNumber, $"field '{features.Field}' must be an array of numbers");
-                        featureLength = ReadNumbers(ref reader, lineNumber, owner);
+                        if (reader.TokenStartIndex == scannedAt)
+                        {
+                            reader.Skip(); // the scanned array's [] stand-in: its numbers are in the scratch row
+                            featureLength = scanned;
+                            scannedAt = -1;
+                        }
+                        else
+                        {
+                            featureLength = ReadNumbers(ref reader, lineNumber, owner);
+                        }
+
                         continue;
                     }
 
@@ -291,7 +308,8 @@ public sealed class DatasetSplitReader
             }
             catch (JsonException e)
             {
-                throw owner.Error(lineNumber, $"not valid JSON: {e.Message}");
+                // Positions in the message are those of the line as written, not of the rewritten one.
+                throw owner.Error(lineNumber, $"not valid JSON: {(line == original ? e.Message : JsonError(original) ?? e.Message)}");
             }
 
             if (features.Kind == DatasetFeatureKind.Text)
@@ -324,6 +342,24 @@ public sealed class DatasetSplitReader
             if (HasCustomKeys)
                 AddKey(key, lineNumber, owner);
             Count++;
+        }
+
+        /// <summary>The message of the first syntax error in <paramref name="line"/>, if it has one.</summary>
+        private static string? JsonError(ReadOnlySpan<byte> line)
+        {
+            try
+            {
+                var reader = new Utf8JsonReader(line);
+                while (reader.Read())
+                {
+                }
+
+                return null;
+            }
+            catch (JsonException e)
+            {
+                return e.Message;
+            }
         }
 
         /// <summary>The array's numbers into the scratch row (reader on its StartArray, left on its EndArray); returns how many.</summary>
