@@ -38,6 +38,10 @@ public sealed partial class CompareBench : IBench
     /// <param name="PrewarmSentences">Train split of the prewarm comparison's text dataset (its val split, a third of that, warms up).</param>
     private sealed record Settings(bool Quick, int Items, int BigItems, double Warm, double Seconds, int TrainEpochs, int Sentences, int PrewarmSentences);
 
+    private static Settings SettingsFor(bool quick) => quick
+        ? new Settings(true, 20_000, 100_000, 1.0, 1.5, 2, 120, 480)
+        : new Settings(false, 100_000, 1_000_000, 3.0, 5.0, 3, 300, 3_600);
+
     private sealed record Row(string Path, string Batch, double EmbPerSec, double MBps, string Note);
 
     private readonly List<Row> _rows = [];
@@ -48,9 +52,7 @@ public sealed partial class CompareBench : IBench
         var quick = args.Contains("--quick");
         var repo = Option(args, "--repo") ?? FindRepo();
         var redisServer = Option(args, "--redis-server") ?? "redis-server";
-        var s = quick
-            ? new Settings(true, 20_000, 100_000, 1.0, 1.5, 2, 120, 480)
-            : new Settings(false, 100_000, 1_000_000, 3.0, 5.0, 3, 300, 3_600);
+        var s = SettingsFor(quick);
         var root = Path.Combine(Path.GetTempPath(), "embedcache-bench-" + Guid.NewGuid().ToString("N")[..8]);
         var total = Stopwatch.StartNew();
         var loadStart = LoadAverage();
@@ -200,6 +202,9 @@ public sealed partial class CompareBench : IBench
             await service.DisposeAsync();
         }
 
+        // The real text model (its own service instance): prewarm vs a bare ONNX Runtime session, and the trainer.
+        await PretrainedTextAsync(serviceDll, trainerDll, repo, root, s, token);
+
         // Memory per stored embedding and restart to serving, at BigItems.
         await MemoryAndRestartAsync(serviceDll, root, dataRoot, s.BigItems, token);
 
@@ -219,6 +224,7 @@ public sealed partial class CompareBench : IBench
         var o = Console.Out;
         o.WriteLine(_headline[0]);
         o.WriteLine(_headline[1]);
+        o.WriteLine(_pretrainedHeadline);
         o.WriteLine();
         o.WriteLine(FormattableString.Invariant(
             $"`bench/run.sh{(s.Quick ? " --quick" : "")}` — {MachineInfo.Describe()}, {DateTime.UtcNow:HH:mm} UTC; load average {loadStart} at start, {LoadAverage()} at end; {total.Elapsed.TotalMinutes:0.0} min. {_headline[2]}."));
