@@ -152,6 +152,41 @@ public sealed class DatasetTests
     }
 
     [Fact]
+    public void Jsonl_RandomNumberArrays_ReadAsFloatParseReadsEachNumber()
+    {
+        using var dir = new TempDirectory("ds");
+        var random = new Random(9);
+        var lines = new List<string>();
+        var expected = new List<float>();
+        for (var row = 0; row < 2000; row++)
+        {
+            var numbers = new string[8];
+            for (var k = 0; k < numbers.Length; k++)
+            {
+                // Mostly short decimals (the scan), some that it leaves to the general path: long, exponents, zeros.
+                var value = (random.NextDouble() - 0.5) * Math.Pow(10, random.Next(-6, 7));
+                numbers[k] = random.Next(8) switch
+                {
+                    0 => value.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+                    1 => value.ToString("E3", System.Globalization.CultureInfo.InvariantCulture),
+                    2 => random.Next(2) == 0 ? "0" : "-0.0",
+                    _ => value.ToString("0.#######", System.Globalization.CultureInfo.InvariantCulture),
+                };
+                expected.Add(float.Parse(numbers[k], System.Globalization.CultureInfo.InvariantCulture));
+            }
+
+            lines.Add($"{{\"x\": [{string.Join(random.Next(2) == 0 ? "," : " , ", numbers)}], \"label\": {row % 3}}}");
+        }
+
+        File.WriteAllLines(dir.Combine("s.jsonl"), lines);
+        File.WriteAllText(dir.Combine("dataset.json"), """{ "splits": { "s": "s.jsonl" }, "features": { "kind": "vector", "field": "x" }, "labels": { "kind": "group" } }""");
+
+        var values = new DatasetCatalog(new Dictionary<string, string> { ["x"] = dir.Path }, null).Resolve("x").OpenSplit("s").ReadChunks(256).SelectMany(c => c.Values!).ToList();
+
+        Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), values.Select(BitConverter.SingleToInt32Bits));
+    }
+
+    [Fact]
     public void FastFloat_EqualsFloatParse_WhereItApplies_AndDeclinesTheRest()
     {
         var random = new Random(5);

@@ -8,7 +8,8 @@ namespace EmbedCache.Engine.Datasets;
 /// </summary>
 internal static class FastFloat
 {
-    private static ReadOnlySpan<float> PowersOfTen => [1f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f];
+    /// <summary>10^0 … 10^10, each exact in float32.</summary>
+    public static ReadOnlySpan<float> PowersOfTen => [1f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f];
 
     /// <summary>Parses <paramref name="number"/>, the text of a valid JSON number; false when it is not the common case.</summary>
     public static bool TryParse(ReadOnlySpan<byte> number, out float value)

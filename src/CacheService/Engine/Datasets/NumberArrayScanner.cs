@@ -65,24 +65,74 @@ internal static class NumberArrayScanner
         return true;
     }
 
-    /// <summary>Scans <c>[n, n, ...]</c> starting at <paramref name="at"/> (the '['); returns the index after ']', or -1.</summary>
+    /// <summary>
+    /// Scans <c>[n, n, ...]</c> starting at <paramref name="at"/> (the '['); returns the index after ']', or -1. Each
+    /// number is checked against <c>-?(0|[1-9][0-9]*)(\.[0-9]+)?</c> and converted in the same pass, under
+    /// <see cref="FastFloat"/>'s conditions (at most 7 significant digits, at most 10 after the point).
+    /// </summary>
     private static int ScanArray(ReadOnlySpan<byte> line, int at, ref float[] values, out int count)
     {
         count = 0;
+        var powers = FastFloat.PowersOfTen;
         var i = SkipSpace(line, at + 1);
         if (i < line.Length && line[i] == (byte)']')
             return i + 1;
         while (true)
         {
-            var end = NumberEnd(line, i);
-            if (end < 0)
+            var negative = i < line.Length && line[i] == (byte)'-';
+            if (negative)
+                i++;
+            if (i >= line.Length)
                 return -1;
+            uint mantissa = 0;
+            var significant = 0;
+            var digit = (uint)(line[i] - '0');
+            if (digit == 0)
+            {
+                i++;
+            }
+            else if (digit <= 9)
+            {
+                do
+                {
+                    if (++significant > 7)
+                        return -1;
+                    mantissa = (mantissa * 10) + digit;
+                    i++;
+                }
+                while (i < line.Length && (digit = (uint)(line[i] - '0')) <= 9);
+            }
+            else
+            {
+                return -1;
+            }
+
+            var fraction = 0;
+            if (i < line.Length && line[i] == (byte)'.')
+            {
+                i++;
+                if (i >= line.Length || (digit = (uint)(line[i] - '0')) > 9)
+                    return -1;
+                do
+                {
+                    if ((significant > 0 || digit != 0) && ++significant > 7)
+                        return -1;
+                    mantissa = (mantissa * 10) + digit;
+                    fraction++;
+                    i++;
+                }
+                while (i < line.Length && (digit = (uint)(line[i] - '0')) <= 9);
+                if (fraction > 10)
+                    return -1;
+            }
+
             if (count == values.Length)
                 Array.Resize(ref values, values.Length * 2);
-            if (!FastFloat.TryParse(line[i..end], out values[count]))
-                return -1;
-            count++;
-            i = SkipSpace(line, end);
+            var magnitude = fraction == 0 ? mantissa : mantissa / powers[fraction];
+            values[count++] = negative ? -magnitude : magnitude;
+
+            // An exponent, or anything glued to the number ("01", "1x"), is for the general path.
+            i = SkipSpace(line, i);
             if (i >= line.Length)
                 return -1;
             if (line[i] == (byte)']')
@@ -92,42 +142,6 @@ internal static class NumberArrayScanner
             i = SkipSpace(line, i + 1);
         }
     }
-
-    /// <summary>End of a JSON number without exponent starting at <paramref name="i"/>: <c>-?(0|[1-9][0-9]*)(\.[0-9]+)?</c>; -1 if none.</summary>
-    private static int NumberEnd(ReadOnlySpan<byte> line, int i)
-    {
-        if (i < line.Length && line[i] == (byte)'-')
-            i++;
-        if (i >= line.Length)
-            return -1;
-        if (line[i] == (byte)'0')
-        {
-            i++;
-        }
-        else if (IsDigit(line[i]))
-        {
-            while (i < line.Length && IsDigit(line[i]))
-                i++;
-        }
-        else
-        {
-            return -1;
-        }
-
-        if (i < line.Length && line[i] == (byte)'.')
-        {
-            i++;
-            if (i >= line.Length || !IsDigit(line[i]))
-                return -1;
-            while (i < line.Length && IsDigit(line[i]))
-                i++;
-        }
-
-        // An exponent, or anything glued to the number ("01", "1x"), is for the general path.
-        return i < line.Length && (IsDigit(line[i]) || line[i] is (byte)'e' or (byte)'E' or (byte)'.') ? -1 : i;
-    }
-
-    private static bool IsDigit(byte b) => (uint)(b - '0') <= 9;
 
     /// <summary>JSON whitespace (a line holds no line ends).</summary>
     private static int SkipSpace(ReadOnlySpan<byte> line, int i)
