@@ -38,6 +38,10 @@ public sealed partial class CompareBench : IBench
     /// <param name="PrewarmSentences">Train split of the prewarm comparison's text dataset (its val split, a third of that, warms up).</param>
     private sealed record Settings(bool Quick, int Items, int BigItems, double Warm, double Seconds, int TrainEpochs, int Sentences, int PrewarmSentences);
 
+    private static Settings SettingsFor(bool quick) => quick
+        ? new Settings(true, 20_000, 100_000, 1.0, 1.5, 2, 120, 480)
+        : new Settings(false, 100_000, 1_000_000, 3.0, 5.0, 3, 300, 3_600);
+
     private sealed record Row(string Path, string Batch, double EmbPerSec, double MBps, string Note);
 
     private readonly List<Row> _rows = [];
@@ -48,9 +52,7 @@ public sealed partial class CompareBench : IBench
         var quick = args.Contains("--quick");
         var repo = Option(args, "--repo") ?? FindRepo();
         var redisServer = Option(args, "--redis-server") ?? "redis-server";
-        var s = quick
-            ? new Settings(true, 20_000, 100_000, 1.0, 1.5, 2, 120, 480)
-            : new Settings(false, 100_000, 1_000_000, 3.0, 5.0, 3, 300, 3_600);
+        var s = SettingsFor(quick);
         var root = Path.Combine(Path.GetTempPath(), "embedcache-bench-" + Guid.NewGuid().ToString("N")[..8]);
         var total = Stopwatch.StartNew();
         var loadStart = LoadAverage();
@@ -104,8 +106,10 @@ public sealed partial class CompareBench : IBench
             using var client = new EmbedCacheClient(service.Uri);
 
             // Prewarm e16 first (it warms up the service: JIT, libtorch threads), then e32 timed alone.
-            await PrewarmAsync(client, "vec", "e16", 256, token);
-            var prewarm = await PrewarmAsync(client, "vec", "e32", 256, token);
+            // Two workers: a light encoder fills fastest with one single-threaded worker per core (FillPipeline gives
+            // each of N workers cores / N libtorch threads), the reader and writer sharing the cores with them.
+            await PrewarmAsync(client, "vec", "e16", 256, token, workers: FillWorkers);
+            var prewarm = await PrewarmAsync(client, "vec", "e32", 256, token, workers: FillWorkers);
 
             // Redis holds the same float32 values, read back from the service.
             var redisConn = await ConnectionMultiplexer.ConnectAsync($"127.0.0.1:{redis.Port},abortConnect=false,syncTimeout=30000,asyncTimeout=30000");
@@ -188,7 +192,7 @@ public sealed partial class CompareBench : IBench
                 $"| prewarm minilm (6 layers, 384; batch {MiniLmBatch}, 1 worker), {s.PrewarmSentences:N0} sentences (after {s.PrewarmSentences / 3:N0} unmeasured) | {text.Wall:N1} items/s wall ({text.JobRate:N1} job-reported); job {text.Message} | bare `IEncoder.Encode` of the same sentences at batch {MiniLmBatch}, in the bench process: {bareText:N1} items/s (mean of {bareBefore:N1} before and {bareAfter:N1} after) | **{100 * text.Wall / bareText:0}%** of the bare encoder |"));
             var bare = BareEncoder(s.Items, 256, token);
             _extra.Add(FormattableString.Invariant(
-                $"| prewarm e32 (mlp 64→384, batch 256, 1 worker), {s.Items:N0} items | {prewarm.Wall:N0} items/s wall ({prewarm.JobRate:N0} job-reported) | bare `IEncoder.Encode` at batch 256: {bare:N0} items/s | **{100 * prewarm.Wall / bare:0}%** of the bare encoder (a 0.1 ms encoder: this is the fill pipeline's own speed) |"));
+                $"| prewarm e32 (mlp 64→384, batch 256, {FillWorkers} workers of 1 libtorch thread), {s.Items:N0} items, SaveDir on disk | {prewarm.Wall:N0} items/s wall ({prewarm.JobRate:N0} job-reported); job {prewarm.Message} | bare `IEncoder.Encode` at batch 256 ({Environment.ProcessorCount} libtorch threads): {bare:N0} items/s | **{100 * prewarm.Wall / bare:0}%** of the bare encoder (a 0.1 ms encoder: this is the fill pipeline's own speed) |"));
 
             // Training: the MiniLM-shaped encoder every epoch vs served from the cache.
             if (service.Process.HasExited)
@@ -199,6 +203,9 @@ public sealed partial class CompareBench : IBench
         {
             await service.DisposeAsync();
         }
+
+        // The real text model (its own service instance): prewarm vs a bare ONNX Runtime session, and the trainer.
+        await PretrainedTextAsync(serviceDll, trainerDll, repo, root, s, token);
 
         // Memory per stored embedding and restart to serving, at BigItems.
         await MemoryAndRestartAsync(serviceDll, root, dataRoot, s.BigItems, token);
@@ -219,6 +226,7 @@ public sealed partial class CompareBench : IBench
         var o = Console.Out;
         o.WriteLine(_headline[0]);
         o.WriteLine(_headline[1]);
+        o.WriteLine(_pretrainedHeadline);
         o.WriteLine();
         o.WriteLine(FormattableString.Invariant(
             $"`bench/run.sh{(s.Quick ? " --quick" : "")}` — {MachineInfo.Describe()}, {DateTime.UtcNow:HH:mm} UTC; load average {loadStart} at start, {LoadAverage()} at end; {total.Elapsed.TotalMinutes:0.0} min. {_headline[2]}."));
@@ -611,6 +619,9 @@ public sealed partial class CompareBench : IBench
     }
 
     private const int MiniLmBatch = 32;
+
+    /// <summary>Workers of the mlp prewarms.</summary>
+    private const int FillWorkers = 2;
 
     /// <summary>The built-in minilm encoder in this process: sentences/s through Encode over the text2 train split.</summary>
     private static double BareMiniLm(string dataRoot, int batch, CancellationToken token)

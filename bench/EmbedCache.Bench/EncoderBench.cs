@@ -14,7 +14,8 @@ public sealed class EncoderBench : IBench
 {
     public string Name => "encoders";
 
-    public string Description => "items/s of the built-in encoders at batch 1, 32, 256 [--seconds N] [--batches 1,32,256] [--encoders minilm,convnet,mlp] [--threads N]";
+    public string Description => "items/s of the built-in encoders at batch 1, 32, 256 [--seconds N] [--batches 1,32,256] [--encoders minilm,convnet,mlp] [--threads N]; " +
+        "--runtimes: ONNX Runtime vs TorchSharp on the same graphs [--batches 1,32,128] [--tokens 128]";
 
     public Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
@@ -22,12 +23,17 @@ public sealed class EncoderBench : IBench
         int[] batches = [1, 32, 256];
         var names = new[] { "random-minilm", "random-convnet", "random-mlp" };
         var threads = 0;
+        var runtimes = args.Contains("--runtimes");
+        int[]? runtimeBatches = null;
+        var tokens = 128;
+        args = args.Where(a => a != "--runtimes").ToArray();
         for (var i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
             {
+                case "--tokens": tokens = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
                 case "--seconds": seconds = double.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
-                case "--batches": batches = args[i + 1].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(); break;
+                case "--batches": batches = runtimeBatches = RuntimeComparison.ParseBatches(args[i + 1]); break;
                 case "--encoders": names = args[i + 1].Split(','); break;
                 case "--threads": threads = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
                 default:
@@ -35,6 +41,9 @@ public sealed class EncoderBench : IBench
                     return Task.FromResult(2);
             }
         }
+
+        if (runtimes)
+            return Task.FromResult(RuntimeComparison.Run(seconds, runtimeBatches ?? [1, 32, 128], tokens, CompareBench.Repo(), cancellationToken));
 
         // The first encoder sets torch.set_num_threads(cores); --threads overrides it afterwards.
         EncoderRegistry.CreateEncoder("probe", EncoderRegistry.Defaults()["random-mlp"]).Dispose();

@@ -8,13 +8,14 @@ namespace EmbedCache.Bench;
 /// The profiling harness for issue 7: starts the built service (as <c>compare</c> does) and drives one workload
 /// for a fixed time, printing the service's pid first so a profiler can attach to it, e.g.
 /// <c>dotnet-trace collect -p PID --duration 00:00:10</c>. Workloads: <c>epoch</c> (StreamDataset float32),
-/// <c>epoch16</c>, <c>lookup</c> (GetEmbeddings, 256 keys, --clients N), <c>ceiling</c> (the bare gRPC stream), <c>prewarm</c> (minilm over --items sentences, --clients workers).
+/// <c>epoch16</c>, <c>lookup</c> (GetEmbeddings, 256 keys, --clients N), <c>ceiling</c> (the bare gRPC stream), <c>prewarm</c> (minilm over --items sentences, --clients workers), <c>fill</c> (the mlp encoder over --items vectors, repeated: the fill
+/// pipeline's own speed), <c>pretrained</c> (compare's all-minilm-l6-v2 scenario alone; <c>pretrained-quick</c> on a subset).
 /// </summary>
 public sealed class HotPathBench : IBench
 {
     public string Name => "hotpath";
 
-    public string Description => "drive one workload against the service for profiling: epoch|epoch16|lookup|alloc|ceiling|prewarm|checkpoint [--seconds N] [--items N] [--clients N]";
+    public string Description => "drive one workload against the service for profiling: epoch|epoch16|lookup|alloc|ceiling|prewarm|fill|pretrained[-quick]|checkpoint [--seconds N] [--items N] [--clients N] [--memory]";
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
@@ -22,7 +23,7 @@ public sealed class HotPathBench : IBench
         var seconds = double.Parse(CompareBench.OptionOf(args, "--seconds") ?? "20", System.Globalization.CultureInfo.InvariantCulture);
         var items = int.Parse(CompareBench.OptionOf(args, "--items") ?? "100000", System.Globalization.CultureInfo.InvariantCulture);
         var clients = int.Parse(CompareBench.OptionOf(args, "--clients") ?? "4", System.Globalization.CultureInfo.InvariantCulture);
-        return await CompareBench.HotPathAsync(workload, seconds, items, clients, CompareBench.OptionOf(args, "--repo") ?? CompareBench.Repo(), cancellationToken);
+        return await CompareBench.HotPathAsync(workload, seconds, items, clients, CompareBench.OptionOf(args, "--repo") ?? CompareBench.Repo(), args.Contains("--memory"), cancellationToken);
     }
 }
 
@@ -32,25 +33,33 @@ public sealed partial class CompareBench
 
     internal static string Repo() => FindRepo();
 
-    internal static async Task<int> HotPathAsync(string workload, double seconds, int items, int clients, string repo, CancellationToken token)
+    /// <param name="memoryOnly">Run the service without a SaveDir (nothing is written to disk; checkpoints are no-ops).</param>
+    internal static async Task<int> HotPathAsync(string workload, double seconds, int items, int clients, string repo, bool memoryOnly, CancellationToken token)
     {
         var root = Path.Combine(Path.GetTempPath(), "embedcache-hotpath-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
+            if (workload is "pretrained" or "pretrained-quick")
+                return await new CompareBench().PretrainedOnlyAsync(repo, root, quick: workload == "pretrained-quick", token);
+
             var dataRoot = Path.Combine(root, "data");
             WriteVectorDataset(Path.Combine(dataRoot, "vec"), workload == "prewarm" ? 1000 : items);
             WriteTextDataset(Path.Combine(dataRoot, "text2"), workload == "prewarm" ? items : 30);
             var serviceDll = Path.Combine(repo, "src/CacheService/bin/Release/net10.0/EmbedCache.CacheService.dll");
             string[] serviceArgs =
             [
-                .. CommonServiceArgs(Path.Combine(root, "save"), dataRoot), "--EmbedCache:Datasets:vec=vec", "--EmbedCache:Datasets:text2=text2",
+                .. CommonServiceArgs(memoryOnly ? "" : Path.Combine(root, "save"), dataRoot), "--EmbedCache:Datasets:vec=vec", "--EmbedCache:Datasets:text2=text2",
                 .. Encoder("e32", "Cpu", "Float32", 256), .. Encoder("e16", "Cpu", "Float16", 256),
             ];
             using var transport = workload == "ceiling" ? await StartTransportAsync(token) : null;
             await using var service = await ServiceInstance.StartAsync(serviceDll, serviceArgs, token);
             using var client = new EmbedCacheClient(service.Uri);
-            await PrewarmAsync(client, "vec", "e32", 256, token);
-            await PrewarmAsync(client, "vec", "e16", 256, token);
+            if (workload != "fill")
+            {
+                await PrewarmAsync(client, "vec", "e32", 256, token);
+                await PrewarmAsync(client, "vec", "e16", 256, token);
+            }
+
             Console.WriteLine($"service pid {service.Process.Pid}{(transport is null ? "" : $"; transport pid {transport.Process.Pid}")}; {workload} for {seconds} s");
             Console.Out.Flush();
 
@@ -82,6 +91,27 @@ public sealed partial class CompareBench
                     var timed = await PrewarmAsync(client, "text2", "random-minilm", MiniLmBatch, token, workers: clients, split: "train");
                     var bare = BareMiniLm(dataRoot, MiniLmBatch, token);
                     Log($"prewarm minilm, {clients} workers: {timed.Wall:N1} items/s; bare encoder {bare:N1} items/s ({100 * timed.Wall / bare:0}%)");
+                    break;
+                case "fill":
+                    // The fill pipeline's own speed: the 0.1 ms mlp encoder over --items vectors, again and again
+                    // (the namespace dropped between runs) for --seconds.
+                    while (clock.Elapsed.TotalSeconds < seconds || rounds == 0)
+                    {
+                        await client.DropNamespaceAsync("e32", cancellationToken: token);
+                        PrewarmResult fill;
+                        try
+                        {
+                            fill = await PrewarmAsync(client, "vec", "e32", 256, token, workers: clients);
+                        }
+                        catch (Grpc.Core.RpcException) when (service.Process.HasExited)
+                        {
+                            throw new InvalidOperationException($"the service exited:{Environment.NewLine}{service.Process.Tail}");
+                        }
+
+                        rounds++;
+                        Log($"fill {rounds}: {fill.Wall:N0} items/s wall ({fill.JobRate:N0} job-reported); {fill.Message}");
+                    }
+
                     break;
                 case "alloc":
                     await using (var stream = client.OpenPooledLookupStream(token))

@@ -29,8 +29,9 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
             return;
         while (!job.IsFinished)
         {
+            // At most one message per interval while running, but the last one as soon as the job ends.
             var change = job.WaitForChangeAsync(token);
-            await Task.WhenAll(change, Task.Delay(ProgressInterval, token));
+            await Task.WhenAll(change, Task.WhenAny(Task.Delay(ProgressInterval, token), job.Completion));
             await responseStream.WriteAsync(ContractMapping.ToContract(job.Snapshot()), token);
         }
 

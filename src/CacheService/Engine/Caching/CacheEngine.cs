@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using EmbedCache.Engine.Datasets;
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Encoders;
@@ -230,14 +231,29 @@ public sealed partial class CacheEngine : IDisposable
     /// <summary>Encodes a batch (split into the encoder's batch size) into rows of its stored dtype.</summary>
     public static byte[] EncodeRows(EncoderEntry encoder, FeatureBatch features, CancellationToken cancellationToken)
     {
+        var rows = new byte[features.Count * encoder.RowBytes];
+        EncodeRows(encoder, features, rows, cancellationToken);
+        return rows;
+    }
+
+    /// <summary>
+    /// Encodes a batch into <paramref name="rows"/> (count × RowBytes) in the stored dtype: float32 rows are written by
+    /// the encoder in place, other dtypes go through one pooled float buffer.
+    /// </summary>
+    public static void EncodeRows(EncoderEntry encoder, FeatureBatch features, Span<byte> rows, CancellationToken cancellationToken)
+    {
         var count = features.Count;
+        if (encoder.DType == EmbeddingDType.Float32)
+        {
+            encoder.Encoder.Encode(features, MemoryMarshal.Cast<byte, float>(rows[..(count * encoder.RowBytes)]), cancellationToken);
+            return;
+        }
+
         var floats = ArrayPool<float>.Shared.Rent(count * encoder.Dim);
         try
         {
             encoder.Encoder.Encode(features, floats.AsSpan(0, count * encoder.Dim), cancellationToken);
-            var rows = new byte[count * encoder.RowBytes];
             EmbeddingDTypes.FromFloat32(floats.AsSpan(0, count * encoder.Dim), encoder.DType, rows);
-            return rows;
         }
         finally
         {

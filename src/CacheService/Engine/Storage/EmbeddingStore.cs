@@ -408,6 +408,23 @@ public sealed class EmbeddingStore : IDisposable
 
     internal KvStore StoreOf(NamespaceState state) => state.StorageTier == Tier.Disk ? DiskStore : CpuStore;
 
+    /// <summary>
+    /// Starts writing the log of <paramref name="ns"/>'s FASTER store to the SaveDir up to its tail, in the background
+    /// (FASTER marks those pages read-only and flushes them; nothing waits). A bulk writer calls this as it goes, so
+    /// that its next checkpoint has only the last pages left to write instead of everything it wrote: the disk then
+    /// works while the encoders do. Reads are unaffected (the pages stay in memory); a later write to one of those
+    /// records appends a new copy instead of updating in place. No-op for memory-only stores.
+    /// </summary>
+    public void FlushBehind(NamespaceHandle ns)
+    {
+        ArgumentNullException.ThrowIfNull(ns);
+        ThrowIfDisposed();
+        if (!Persistent)
+            return;
+        var log = StoreOf(ns.State).Kv.Log;
+        log.ShiftReadOnlyAddress(log.TailAddress, wait: false);
+    }
+
     private void CheckRecordFits(NamespaceSpec spec, Tier storage)
     {
         var kv = storage == Tier.Disk ? DiskStore : CpuStore;
