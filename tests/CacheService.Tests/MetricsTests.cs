@@ -53,6 +53,52 @@ public sealed partial class MetricsTests
         Assert.InRange(lastCheckpoint, DateTimeOffset.UtcNow.AddMinutes(-10).ToUnixTimeSeconds(), DateTimeOffset.UtcNow.AddMinutes(1).ToUnixTimeSeconds());
     }
 
+    [Fact]
+    public async Task GpuTier_MetricsAndStatusReportTheSharedBudgetWhatIsReservedAndUsed_AndTheFallback()
+    {
+        // Host-tensor tables here (no CUDA): the same budget, reservations and counters as on a device. A 1 MiB
+        // budget (64 KiB segments) for gpu-mlp (512 B rows) and four encoders of 256 KiB rows, registered in
+        // name order: gpu-mlp takes a segment, wide-a..c a row each, and wide-d finds 192 KiB left, less than a row.
+        string[] args = ["--EmbedCache:Store:GpuMemoryBytes=1048576", "--EmbedCache:Encoders:gpu-mlp:Kind=random-mlp", "--EmbedCache:Encoders:gpu-mlp:Tier=Gpu"];
+        foreach (var (wide, seed) in new[] { ("wide-a", 1), ("wide-b", 2), ("wide-c", 3), ("wide-d", 4) }) // seeds: four models, four namespaces
+        {
+            args = [.. args, $"--EmbedCache:Encoders:{wide}:Kind=random-mlp", $"--EmbedCache:Encoders:{wide}:Tier=Gpu",
+                $"--EmbedCache:Encoders:{wide}:Dim=65536", $"--EmbedCache:Encoders:{wide}:Seed={seed}"];
+        }
+
+        await using var service = await InProcessService.StartAsync(null, args);
+        var contract = new Contract(service.Channel);
+        var prewarm = new PrewarmRequest { Dataset = "digits", BatchSize = 128 };
+        prewarm.Splits.Add("train");
+        prewarm.Encoders.Add("gpu-mlp");
+        Assert.Equal(JobState.Completed, (await Contract.PrewarmToEndAsync(contract.Admin, prewarm))[^1].State);
+        await contract.Cache.LookupAsync(Contract.Positional("gpu-mlp", "digits", "train", 0, 1, 2, 3, 4));
+
+        var samples = Parse(await service.Http.GetStringAsync(new Uri("/metrics", UriKind.Relative)));
+        Assert.Equal(1 << 20, Value(samples, "embedcache_gpu_memory_bytes", ("kind", "budget")));
+        // gpu-mlp grew into what was left as the prewarm filled it: the whole budget is reserved now.
+        Assert.Equal(1 << 20, Value(samples, "embedcache_gpu_memory_bytes", ("kind", "reserved")));
+        Assert.Equal(1, Value(samples, "embedcache_gpu_tier_fallbacks"));
+        Assert.Equal(256 << 10, Value(samples, "embedcache_gpu_table_bytes", ("encoder", "gpu-mlp"), ("kind", "reserved")));
+        Assert.Equal(256 << 10, Value(samples, "embedcache_gpu_table_bytes", ("encoder", "gpu-mlp"), ("kind", "used"))); // full: it evicts
+        Assert.Equal(256 << 10, Value(samples, "embedcache_gpu_table_bytes", ("encoder", "wide-a"), ("kind", "reserved")));
+        Assert.Equal(0, Value(samples, "embedcache_gpu_table_errors_total", ("encoder", "gpu-mlp")));
+        Assert.Equal(0, Value(samples, "embedcache_gpu_table_off", ("encoder", "gpu-mlp")));
+        Assert.Equal(TrainItems, Value(samples, "embedcache_namespace_items", ("encoder", "gpu-mlp"), ("tier", "gpu")));
+
+        using var status = System.Text.Json.JsonDocument.Parse(await service.Http.GetStringAsync(new Uri("/api/status", UriKind.Relative)));
+        var gpu = status.RootElement.GetProperty("gpu");
+        Assert.False(gpu.GetProperty("cuda").GetBoolean());
+        Assert.Equal(1 << 20, gpu.GetProperty("budgetBytes").GetInt64());
+        Assert.Equal(1 << 20, gpu.GetProperty("reservedBytes").GetInt64());
+        Assert.Equal(1, gpu.GetProperty("fallbacks").GetInt64());
+        var tiers = status.RootElement.GetProperty("encoders").EnumerateArray().ToDictionary(e => e.GetProperty("name").GetString()!, e => e.GetProperty("tier").GetString());
+        Assert.Equal(["gpu", "gpu", "gpu", "gpu", "cpu"], new[] { "gpu-mlp", "wide-a", "wide-b", "wide-c", "wide-d" }.Select(n => tiers[n]));
+        var mlp = status.RootElement.GetProperty("namespaces").EnumerateArray().Single(n => n.GetProperty("encoder").GetString() == "gpu-mlp");
+        Assert.Equal(256 << 10, mlp.GetProperty("gpuReservedBytes").GetInt64());
+        Assert.Equal(256 << 10, mlp.GetProperty("gpuBytes").GetInt64());
+    }
+
     private sealed record Sample(string Name, Dictionary<string, string> Labels, double Value);
 
     private static List<Sample> Parse(string text)

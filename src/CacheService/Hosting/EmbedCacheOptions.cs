@@ -94,9 +94,16 @@ public sealed class EmbedCacheOptions
 
         public long DiskMemoryBytes { get; set; } = 64L << 20;
 
+        /// <summary>Device memory of the Gpu tier in all, shared by every Gpu-tier namespace (reserved as their tables fill).</summary>
         public long GpuMemoryBytes { get; set; } = 1L << 30;
 
-        /// <summary>Refuse to start when a Gpu-tier encoder has no CUDA device, instead of falling back to host memory.</summary>
+        /// <summary>The CUDA device of the Gpu tier (cuda:N).</summary>
+        public int GpuDevice { get; set; }
+
+        /// <summary>
+        /// Refuse to start when the CUDA device is not usable or a Gpu-tier encoder gets no device memory, instead of
+        /// falling back to host memory or the Cpu tier.
+        /// </summary>
         public bool RequireGpu { get; set; }
 
         /// <summary>Seconds between periodic checkpoints; 0 disables them (checkpoints still follow prewarm jobs and shutdown).</summary>
@@ -274,6 +281,7 @@ internal static class EmbedCacheOptionsMapping
         CpuMemoryBytes = options.Store.CpuMemoryBytes,
         DiskMemoryBytes = options.Store.DiskMemoryBytes,
         GpuMemoryBytes = options.Store.GpuMemoryBytes,
+        GpuDevice = options.Store.GpuDevice,
         RequireGpu = options.Store.RequireGpu,
         CheckpointInterval = TimeSpan.FromSeconds(Math.Max(0, options.Store.CheckpointIntervalSeconds)),
         MoveAsideIncompatibleSaveDir = options.Store.MoveAsideIncompatibleSaveDir,

@@ -24,6 +24,11 @@ public sealed class ServiceMetrics
     private readonly Gauge _tierBytes;
     private readonly Counter _saveDirErrors;
     private readonly Gauge _saveDirFailing;
+    private readonly Gauge _gpuBytes;
+    private readonly Gauge _gpuTableBytes;
+    private readonly Counter _gpuTableErrors;
+    private readonly Gauge _gpuTableOff;
+    private readonly Gauge _gpuFallbacks;
 
     public ServiceMetrics(EngineHost host)
     {
@@ -58,6 +63,18 @@ public sealed class ServiceMetrics
             "Writes to the SaveDir that failed (full or read-only file system, I/O errors); log writes are retried.");
         _saveDirFailing = factory.CreateGauge("embedcache_savedir_failing",
             "1 while log writes to the SaveDir are failing and being retried: nothing newer than the last checkpoint can become durable.");
+        _gpuBytes = factory.CreateGauge("embedcache_gpu_memory_bytes",
+            "Device memory of the Gpu tier: the budget (Store:GpuMemoryBytes, shared by all Gpu namespaces) and what tables reserved of it.",
+            new GaugeConfiguration { LabelNames = ["kind"] });
+        _gpuTableBytes = factory.CreateGauge("embedcache_gpu_table_bytes", "Device bytes of a namespace's Gpu table: reserved, and used by rows.",
+            new GaugeConfiguration { LabelNames = ["encoder", "fingerprint", "kind"] });
+        _gpuTableErrors = factory.CreateCounter("embedcache_gpu_table_errors_total",
+            "Device errors of a Gpu table (each request was served from the store instead).",
+            new CounterConfiguration { LabelNames = ["encoder", "fingerprint"] });
+        _gpuTableOff = factory.CreateGauge("embedcache_gpu_table_off", "1 once repeated device errors switched a namespace's Gpu table off.",
+            new GaugeConfiguration { LabelNames = ["encoder", "fingerprint"] });
+        _gpuFallbacks = factory.CreateGauge("embedcache_gpu_tier_fallbacks",
+            "Gpu-tier namespaces that got no device memory (budget spent or the device refused) and are served from the Cpu tier.");
         DotNetStats.Register(Registry);
         Registry.AddBeforeCollectCallback(() => Collect(host));
         // Checkpoints are taken inside the store (periodic, after fills, admin, shutdown); the store
@@ -120,7 +137,19 @@ public sealed class ServiceMetrics
             _items.WithLabels(ns.Encoder, fp, tier).Set(ns.Items);
             _bytes.WithLabels(ns.Encoder, fp, tier, "memory").Set(ns.MemoryBytes);
             _bytes.WithLabels(ns.Encoder, fp, tier, "disk").Set(ns.DiskBytes);
+            if (ns.Tier == Engine.Embeddings.Tier.Gpu)
+            {
+                _gpuTableBytes.WithLabels(ns.Encoder, fp, "reserved").Set(ns.GpuReservedBytes);
+                _gpuTableBytes.WithLabels(ns.Encoder, fp, "used").Set(ns.GpuBytes);
+                _gpuTableErrors.WithLabels(ns.Encoder, fp).IncTo(ns.GpuErrors);
+                _gpuTableOff.WithLabels(ns.Encoder, fp).Set(ns.GpuTableOff ? 1 : 0);
+            }
         }
+
+        var (gpuBudget, gpuReserved) = engine.Store.GpuMemory;
+        _gpuBytes.WithLabels("budget").Set(gpuBudget);
+        _gpuBytes.WithLabels("reserved").Set(gpuReserved);
+        _gpuFallbacks.Set(engine.Store.GpuTierFallbacks);
 
         foreach (var tier in (ReadOnlySpan<Engine.Embeddings.Tier>)[Engine.Embeddings.Tier.Gpu, Engine.Embeddings.Tier.Cpu, Engine.Embeddings.Tier.Disk])
         {

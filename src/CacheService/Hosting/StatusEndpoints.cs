@@ -61,7 +61,7 @@ public static class StatusEndpoints
         foreach (var ns in engine.Store.ListNamespaces())
         {
             namespaces.Add(new NamespaceStatus(ns.Encoder, ns.Fingerprint.ToString(), Lower(ns.Tier), ns.Registered, ns.Items,
-                ns.GpuBytes, ns.MemoryBytes, ns.DiskBytes, ns.Hits, ns.Misses));
+                ns.GpuBytes, ns.MemoryBytes, ns.DiskBytes, ns.Hits, ns.Misses, ns.GpuReservedBytes, ns.GpuErrors, ns.GpuTableOff));
             tiers.TryGetValue(ns.Tier, out var t);
             tiers[ns.Tier] = (t.Namespaces + 1, t.Items + ns.Items, t.Memory + ns.MemoryBytes + ns.GpuBytes, t.Disk + ns.DiskBytes);
         }
@@ -86,9 +86,11 @@ public static class StatusEndpoints
             : null;
         var lookups = hits + misses;
         var saveDir = engine.Store.SaveDir;
+        var (gpuBudget, gpuReserved) = engine.Store.GpuMemory;
         return new ServiceStatus(now, (now - host.StartedAt).TotalSeconds, hits, misses, lookups == 0 ? null : (double)hits / lookups,
             encoded, encoders, tierList, namespaces, jobList, checkpoint,
-            new SaveDirStatus(engine.Store.Persistent, saveDir.Failing, saveDir.WriteErrors, saveDir.LastCause));
+            new SaveDirStatus(engine.Store.Persistent, saveDir.Failing, saveDir.WriteErrors, saveDir.LastCause),
+            new GpuStatus(engine.Store.CudaAvailable, gpuBudget, gpuReserved, engine.Store.GpuTierFallbacks));
     }
 
     private static string Lower<T>(T value)
@@ -99,14 +101,21 @@ public static class StatusEndpoints
 public sealed record ServiceStatus(
     DateTimeOffset Time, double UptimeSeconds, long Hits, long Misses, double? HitRate, long Encoded,
     IReadOnlyList<EncoderStatus> Encoders, IReadOnlyList<TierStatus> Tiers, IReadOnlyList<NamespaceStatus> Namespaces,
-    IReadOnlyList<JobStatus> Jobs, CheckpointStatus? LastCheckpoint, SaveDirStatus SaveDir);
+    IReadOnlyList<JobStatus> Jobs, CheckpointStatus? LastCheckpoint, SaveDirStatus SaveDir, GpuStatus Gpu);
+
+/// <summary>
+/// The Gpu tier: whether its tables are on a CUDA device (else host tensors), the device budget shared by all Gpu
+/// namespaces, what their tables reserved of it, and how many Gpu namespaces got none and use the Cpu tier.
+/// </summary>
+public sealed record GpuStatus(bool Cuda, long BudgetBytes, long ReservedBytes, long Fallbacks);
 
 public sealed record EncoderStatus(string Name, string Fingerprint, int Dim, string Dtype, string Tier, string Input, long Hits, long Misses, long Encoded);
 
 public sealed record TierStatus(string Tier, int Namespaces, long Items, long MemoryBytes, long DiskBytes);
 
 public sealed record NamespaceStatus(
-    string Encoder, string Fingerprint, string Tier, bool Registered, long Items, long GpuBytes, long MemoryBytes, long DiskBytes, long Hits, long Misses);
+    string Encoder, string Fingerprint, string Tier, bool Registered, long Items, long GpuBytes, long MemoryBytes, long DiskBytes, long Hits, long Misses,
+    long GpuReservedBytes, long GpuErrors, bool GpuTableOff);
 
 public sealed record JobStatus(
     string Id, string Dataset, IReadOnlyList<string> Splits, IReadOnlyList<string> Encoders, string State, long Total, long Processed,

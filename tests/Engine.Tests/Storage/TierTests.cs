@@ -137,9 +137,8 @@ public sealed class TierTests
             return; // the table is device memory here; the host fallback is what this test can reach into
 
         // Flip a byte of item 6's row inside the tensor table (item i went to slot i: the table was empty).
-        var field = typeof(GpuTable).GetField("_table", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
-        var table = (TorchSharp.torch.Tensor)field.GetValue(ns.State.Table)!;
-        table.bytes[(6 * rb) + 100] ^= 0x01;
+        var (table, row) = ns.State.Table!.RowOf(6);
+        table.bytes[(row * rb) + 100] ^= 0x01;
 
         var rows = new byte[10 * rb];
         var mask = new byte[2];
@@ -187,7 +186,7 @@ public sealed class TierTests
         Assert.Contains("CUDA is not available", e.Message, StringComparison.Ordinal);
     }
 
-    private sealed class CollectingLoggerFactory : ILoggerFactory
+    internal sealed class CollectingLoggerFactory : ILoggerFactory
     {
         public List<string> Messages { get; } = [];
 

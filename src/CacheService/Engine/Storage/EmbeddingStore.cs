@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using EmbedCache.Engine.Embeddings;
 using FASTER.core;
 using Microsoft.Extensions.Logging;
@@ -36,6 +37,7 @@ public sealed class EmbeddingStore : IDisposable
     private readonly SemaphoreSlim _admin = new(1, 1);
     private readonly CancellationTokenSource _stop = new();
     private readonly Lazy<bool> _cuda;
+    private readonly GpuBudget _gpuBudget;
     private readonly Task? _periodic;
     private Manifest? _manifest;
     private long _version;
@@ -45,6 +47,7 @@ public sealed class EmbeddingStore : IDisposable
     private long _labelItems;
     private readonly ManualResetEventSlim _compactionIdle = new(initialState: true);
     private bool _gpuFallbackWarned;
+    private long _gpuTierFallbacks;
     private int _disposed;
 
     private EmbeddingStore(StoreOptions options, ILogger logger, string root, bool persistent, FileStream? lockFile,
@@ -67,6 +70,7 @@ public sealed class EmbeddingStore : IDisposable
         DiskStore = disk;
         MetaStore = meta;
         _cuda = cuda;
+        _gpuBudget = new GpuBudget(options.GpuMemoryBytes);
         _manifest = manifest;
         if (manifest is not null)
         {
@@ -114,8 +118,20 @@ public sealed class EmbeddingStore : IDisposable
     /// <summary>Raised after each committed checkpoint (periodic, on demand, after a drop, on dispose).</summary>
     public event EventHandler<StoreCheckpoint>? CheckpointCompleted;
 
-    /// <summary>True when CUDA is available to TorchSharp (loads libtorch on first use).</summary>
+    /// <summary>True when the CUDA device <see cref="StoreOptions.GpuDevice"/> is usable by TorchSharp (loads libtorch on first use).</summary>
     public bool CudaAvailable => _cuda.Value;
+
+    /// <summary>Device bytes of the Gpu tier (all namespaces together): the budget and what tables have reserved of it.</summary>
+    public (long Budget, long Reserved) GpuMemory => (_gpuBudget.Total, _gpuBudget.Reserved);
+
+    /// <summary>Gpu-tier namespaces that got no device memory (budget spent, or the device refused) and use the Cpu tier.</summary>
+    public long GpuTierFallbacks => Interlocked.Read(ref _gpuTierFallbacks);
+
+    /// <summary>
+    /// Makes the device operations of Gpu tables registered from now on (tests inject failing ones through this; the
+    /// default runs them on the device, or on the host without CUDA).
+    /// </summary>
+    internal Func<torch.Device, TableDevice> TableDevices { get; set; } = device => new TableDevice(device);
 
     /// <summary>
     /// Opens (and with a SaveDir, recovers) a store.
@@ -144,11 +160,12 @@ public sealed class EmbeddingStore : IDisposable
             throw new PlatformNotSupportedException("the embedding store's files are little-endian; big-endian hosts are not supported");
 
         var logger = (ILogger?)loggerFactory?.CreateLogger<EmbeddingStore>() ?? NullLogger.Instance;
-        var cuda = new Lazy<bool>(DetectCuda);
+        string? cudaProblem = null;
+        var cuda = new Lazy<bool>(() => (cudaProblem = ProbeCuda(options.GpuDevice)) is null);
         if (options.RequireGpu && !cuda.Value)
         {
             throw new StoreOpenException(
-                "RequireGpu is true but CUDA is not available (torch.cuda.is_available() is false). " +
+                $"RequireGpu is true but CUDA is not available ({cudaProblem}). " +
                 "Run on a CUDA host with the CUDA build (-p:TorchBackend=cuda), or set RequireGpu to false to use a host table.");
         }
 
@@ -329,15 +346,32 @@ public sealed class EmbeddingStore : IDisposable
         StoreLog.Recovered(logger, kv.Name, total, index, kv.IndexBytes >> 20, logSeconds, readMB, inMemoryMB, logMB);
     }
 
-    private static bool DetectCuda()
+    /// <summary>
+    /// Null when CUDA device <paramref name="device"/> can be used: libtorch sees CUDA, the device exists, and a test
+    /// allocation on it round-trips (is_available alone says nothing about a device that is full, lost or of an
+    /// unsupported architecture). Otherwise what is wrong.
+    /// </summary>
+    private static string? ProbeCuda(int device)
     {
         try
         {
-            return torch.cuda.is_available();
+            if (!torch.cuda.is_available())
+                return "torch.cuda.is_available() is false";
+            var count = torch.cuda.device_count();
+            if (device >= count)
+                return $"GpuDevice is {device} but CUDA has {count} device(s)";
+            using var scope = torch.NewDisposeScope();
+            var probe = torch.arange(16, torch.ScalarType.Int32, new torch.Device(DeviceType.CUDA, device));
+            var back = probe.cpu();
+            return back[15].item<int>() == 15 ? null : $"a test allocation on cuda:{device} read back wrong values";
+        }
+        catch (Exception e) when (e is ExternalException)
+        {
+            return $"a test allocation on cuda:{device} failed: {e.Message}";
         }
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or NotSupportedException or InvalidOperationException)
         {
-            return false;
+            return $"libtorch has no CUDA here ({e.GetType().Name})";
         }
     }
 
@@ -387,7 +421,7 @@ public sealed class EmbeddingStore : IDisposable
                 existing.Spec = spec;
                 existing.Tier = effective;
                 if (effective == Tier.Gpu)
-                    existing.Table = CreateTable(spec);
+                    AttachTable(existing);
                 existing.Handle = new NamespaceHandle(existing);
                 existing.Registered = true;
                 return existing.Handle;
@@ -397,7 +431,7 @@ public sealed class EmbeddingStore : IDisposable
             CheckRecordFits(spec, storage);
             var state = new NamespaceState(spec, tier, storage, registered: true);
             if (tier == Tier.Gpu)
-                state.Table = CreateTable(spec);
+                AttachTable(state);
             state.Handle = new NamespaceHandle(state);
             _namespaces[spec.Fingerprint] = state;
             return state.Handle;
@@ -439,8 +473,15 @@ public sealed class EmbeddingStore : IDisposable
 
     private const int ItemKeyMax = Keys.ItemKeyBatch.MaxItemKeyBytes;
 
-    private GpuTable CreateTable(NamespaceSpec spec)
+    /// <summary>
+    /// Gives a Gpu-tier namespace its table from the shared device budget. Without room or with a device that refuses
+    /// the memory, the namespace is served by the Cpu tier (it is stored there anyway), with one warning; under
+    /// RequireGpu that is an error instead.
+    /// </summary>
+    /// <exception cref="StoreOpenException">RequireGpu is set and the namespace gets no device memory.</exception>
+    private void AttachTable(NamespaceState state)
     {
+        var spec = state.Spec;
         var cuda = _cuda.Value;
         if (!cuda && !_gpuFallbackWarned)
         {
@@ -448,10 +489,25 @@ public sealed class EmbeddingStore : IDisposable
             StoreLog.GpuFallback(_logger);
         }
 
-        var capacity = (int)Math.Min(_options.GpuMemoryBytes / spec.RowBytes, int.MaxValue);
-        if (capacity < 1)
-            throw new ArgumentException($"namespace {spec.Encoder}: GpuMemoryBytes ({_options.GpuMemoryBytes}) holds no row of {spec.RowBytes} bytes", nameof(spec));
-        return new GpuTable(capacity, spec.RowBytes, cuda);
+        var device = TableDevices(cuda ? new torch.Device(DeviceType.CUDA, _options.GpuDevice) : torch.CPU);
+        var table = GpuTable.TryCreate(_gpuBudget, device, spec.RowBytes, (e, off) =>
+        {
+            if (off)
+                StoreLog.GpuTableOff(_logger, e, spec.Encoder, spec.Fingerprint, GpuTable.MaxConsecutiveErrors);
+            else
+                StoreLog.GpuTableError(_logger, spec.Encoder, spec.Fingerprint, e.Message);
+        }, out var why);
+        if (table is not null)
+        {
+            state.Table = table;
+            return;
+        }
+
+        if (_options.RequireGpu)
+            throw new StoreOpenException($"namespace {spec.Encoder}: RequireGpu is true but its Gpu table gets no device memory: {why}. Raise Store:GpuMemoryBytes or put fewer encoders in the Gpu tier.");
+        Interlocked.Increment(ref _gpuTierFallbacks);
+        StoreLog.GpuBudgetFallback(_logger, spec.Encoder, spec.Fingerprint, why ?? "no device memory");
+        state.Tier = Tier.Cpu;
     }
 
     /// <summary>A new session for one thread or task. Dispose it when done.</summary>
@@ -685,8 +741,9 @@ public sealed class EmbeddingStore : IDisposable
             var disk = Persistent ? live : live - memory;
             var spec = state.Spec;
             list.Add(new NamespaceInfo(spec.Encoder, spec.Fingerprint, spec.Dim, spec.DType, state.Tier, state.Registered,
-                Interlocked.Read(ref state.Items), state.Table?.ResidentBytes ?? 0, memory, disk,
-                Interlocked.Read(ref state.Hits), Interlocked.Read(ref state.Misses)));
+                Interlocked.Read(ref state.Items), state.Table?.UsedBytes ?? 0, memory, disk,
+                Interlocked.Read(ref state.Hits), Interlocked.Read(ref state.Misses),
+                state.Table?.ReservedBytes ?? 0, state.Table?.Errors ?? 0, state.Table?.Off ?? false));
         }
 
         list.Sort(static (a, b) => string.CompareOrdinal(a.Encoder, b.Encoder));

@@ -28,6 +28,15 @@ public sealed class NamespaceHandle
     /// <summary>Rows currently in the Gpu table.</summary>
     public int GpuCount => State.Table?.Count ?? 0;
 
+    /// <summary>Device bytes the Gpu table has reserved from the shared budget (its rows use <see cref="GpuCount"/> × RowBytes of them).</summary>
+    public long GpuReservedBytes => State.Table?.ReservedBytes ?? 0;
+
+    /// <summary>Device errors of the Gpu table (each served from FASTER instead).</summary>
+    public long GpuErrors => State.Table?.Errors ?? 0;
+
+    /// <summary>True once repeated device errors switched the Gpu table off.</summary>
+    public bool GpuTableOff => State.Table?.Off ?? false;
+
     public long Items => Interlocked.Read(ref State.Items);
 
     /// <summary>Rows found by Get since this process registered the namespace.</summary>

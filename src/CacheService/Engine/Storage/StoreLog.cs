@@ -43,6 +43,15 @@ internal static partial class StoreLog
     [LoggerMessage(EventId = 3015, Level = LogLevel.Information, Message = "SaveDir {Root} acquired after {Seconds:0.0} s")]
     public static partial void LockAcquired(ILogger logger, string root, double seconds);
 
+    [LoggerMessage(EventId = 3016, Level = LogLevel.Warning, Message = "Namespace {Encoder} ({Fingerprint}) asked for the Gpu tier but gets no device memory ({Why}); it is served from the Cpu tier")]
+    public static partial void GpuBudgetFallback(ILogger logger, string encoder, Embeddings.Fingerprint fingerprint, string why);
+
+    [LoggerMessage(EventId = 3017, Level = LogLevel.Warning, Message = "Gpu table of {Encoder} ({Fingerprint}): a device operation failed ({Cause}); the request was served from the store")]
+    public static partial void GpuTableError(ILogger logger, string encoder, Embeddings.Fingerprint fingerprint, string cause);
+
+    [LoggerMessage(EventId = 3018, Level = LogLevel.Error, Message = "Gpu table of {Encoder} ({Fingerprint}) switched off after {Errors} device errors in a row; it is served from the Cpu store from now on")]
+    public static partial void GpuTableOff(ILogger logger, Exception exception, string encoder, Embeddings.Fingerprint fingerprint, int errors);
+
     [LoggerMessage(EventId = 3008, Level = LogLevel.Error, Message = "Final checkpoint on dispose failed")]
     public static partial void FinalCheckpointFailed(ILogger logger, Exception exception);
 }

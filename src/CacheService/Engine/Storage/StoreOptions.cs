@@ -28,10 +28,20 @@ public sealed class StoreOptions
     /// <summary>Memory window of the Disk-tier FASTER store (log pages in memory + hash index); the data lives on disk.</summary>
     public long DiskMemoryBytes { get; set; } = DefaultDiskMemoryBytes;
 
-    /// <summary>Device memory of the table of each Gpu-tier namespace; capacity = this / row bytes.</summary>
+    /// <summary>
+    /// Device memory of the Gpu tier in all: the tables of every Gpu-tier namespace share it, reserving it a segment
+    /// (a sixteenth of it, at most 64 MiB) at a time as they fill, first come first served. A namespace that gets none
+    /// is served from the Cpu tier.
+    /// </summary>
     public long GpuMemoryBytes { get; set; } = DefaultGpuMemoryBytes;
 
-    /// <summary>Fail at open when CUDA is not available, instead of falling back to a host tensor table.</summary>
+    /// <summary>The CUDA device of the Gpu tier (cuda:N).</summary>
+    public int GpuDevice { get; set; }
+
+    /// <summary>
+    /// Fail at open when the CUDA device is not usable (tested with an allocation), instead of falling back to a host
+    /// tensor table; and fail registering a Gpu-tier namespace that gets no device memory instead of using the Cpu tier.
+    /// </summary>
     public bool RequireGpu { get; set; }
 
     /// <summary>Period of automatic checkpoints (with a SaveDir). <see cref="TimeSpan.Zero"/> disables them.</summary>
@@ -61,6 +71,8 @@ public sealed class StoreOptions
         CheckMemory(errors, nameof(CpuMemoryBytes), CpuMemoryBytes);
         CheckMemory(errors, nameof(DiskMemoryBytes), DiskMemoryBytes);
         CheckMemory(errors, nameof(GpuMemoryBytes), GpuMemoryBytes);
+        if (GpuDevice < 0)
+            errors.Add($"GpuDevice must be >= 0 (was {GpuDevice})");
         if (CheckpointInterval < TimeSpan.Zero)
             errors.Add($"CheckpointInterval must be >= 00:00:00 (was {CheckpointInterval})");
         if (LockWait < TimeSpan.Zero)

@@ -62,6 +62,9 @@ public sealed unsafe class StoreSession : IDisposable
 
     // ---------------------------------------------------------------- embeddings
 
+    /// <summary>Tests: runs between a Gpu-tier Get's read from FASTER and its promotion of what it read.</summary>
+    internal Action? BeforePromotion { get; set; }
+
     /// <summary>
     /// Reads <c>keys.Count</c> rows of <paramref name="ns"/> into <paramref name="destination"/> (row i at
     /// i × RowBytes), sets bit i of <paramref name="foundMask"/> (LSB first) for found rows and zero-fills the rest.
@@ -117,10 +120,13 @@ public sealed unsafe class StoreSession : IDisposable
                         var misses = CollectUnset(mask, n);
                         if (misses.Length > 0)
                         {
+                            // Taken before the read: a Put racing it marks its keys later, and their promotion is skipped.
+                            var readSequence = table.WriteSequence;
                             (corrupt, firstCorrupt) = RunReads(part, ref source, ReadMode.Rows, rows, rowBytes, maskPtr, misses.Length, misses, all: false);
 
                             var promote = CollectSet(mask, misses);
-                            table.Insert(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), destination, promote);
+                            BeforePromotion?.Invoke();
+                            table.Promote(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), destination, promote, readSequence);
                         }
                     }
                 }
@@ -180,7 +186,7 @@ public sealed unsafe class StoreSession : IDisposable
                 var all = Grow(ref _indices, n);
                 for (var i = 0; i < n; i++)
                     all[i] = i;
-                table.Insert(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), rows, all);
+                table.Put(_hashes.AsSpan(0, n), _seeds.AsSpan(0, n), rows, all);
             }
         }
         finally

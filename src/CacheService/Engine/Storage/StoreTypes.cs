@@ -24,7 +24,8 @@ public sealed record StoreCheckpoint(long Version, DateTimeOffset Time, bool Per
 /// <param name="DiskBytes">Its share of the persisted log (0 without a SaveDir).</param>
 public sealed record NamespaceInfo(
     string Encoder, Fingerprint Fingerprint, int Dim, EmbeddingDType DType, Tier Tier, bool Registered,
-    long Items, long GpuBytes, long MemoryBytes, long DiskBytes, long Hits, long Misses);
+    long Items, long GpuBytes, long MemoryBytes, long DiskBytes, long Hits, long Misses,
+    long GpuReservedBytes = 0, long GpuErrors = 0, bool GpuTableOff = false);
 
 /// <summary>Outcome of <see cref="EmbeddingStore.Drop"/>.</summary>
 /// <param name="Found">False when no such namespace was registered or stored.</param>
