@@ -99,11 +99,17 @@ public sealed partial class CompareBench : IBench
             .. CommonServiceArgs(Path.Combine(root, "save"), dataRoot),
             "--EmbedCache:Datasets:vec=vec", "--EmbedCache:Datasets:text=text", "--EmbedCache:Datasets:text2=text2",
             .. Encoder("e32", "Cpu", "Float32", 256), .. Encoder("e16", "Cpu", "Float16", 256),
+            $"--EmbedCache:UnixSocketPath={Path.Combine(root, "s.sock")}",
         ];
         var service = await ServiceInstance.StartAsync(serviceDll, serviceArgs, token);
         try
         {
             using var client = new EmbedCacheClient(service.Uri);
+            // The same service over its Unix socket: epochs through the shared-memory ring, and plain gRPC on the socket.
+            var socket = new Uri("unix://" + Path.Combine(root, "s.sock"));
+            using var sharedClient = new EmbedCacheClient(new EmbedCacheClientOptions { Address = socket, SharedMemory = SharedMemoryMode.Require });
+            using var socketClient = new EmbedCacheClient(new EmbedCacheClientOptions { Address = socket, SharedMemory = SharedMemoryMode.Off });
+            using var memcpy = new MemcpyCeiling(StreamBatch * RowBytes);
 
             // Prewarm e16 first (it warms up the service: JIT, libtorch threads), then e32 timed alone.
             // Two workers: a light encoder fills fastest with one single-threaded worker per core (FillPipeline gives
@@ -138,10 +144,14 @@ public sealed partial class CompareBench : IBench
                     new("GetEmbeddings 1024", 1, async _ => (await lookups1024.LookupAsync(RandomLookup("e32", s.Items, 1024, random1024), token)).Count),
                     new("Redis MGET 256", 1, _ => RedisBatchAsync(db, keys, 256, random256)),
                     new("Redis MGET 1024", 1, _ => RedisBatchAsync(db, keys, 1024, random1024)),
+                    new("shared-memory epoch f32", RowBytes, r => StreamEpochAsync(sharedClient, "e32", (uint)r, token)),
+                    new("gRPC epoch f32, Unix socket", RowBytes, r => StreamEpochAsync(socketClient, "e32", (uint)r, token)),
+                    new("memcpy", RowBytes, _ => Task.FromResult(memcpy.Copy((long)s.Items * RowBytes))),
                 ], token);
                 var (f32, f16, redisEpoch, grpcCeiling, tcpCeiling, get256, get1024, redis256, redis1024) =
                     (rates[0], rates[1], rates[2], rates[3] * RowBytes, rates[4] * RowBytes, rates[5], rates[6], rates[7], rates[8]);
-                Log($"ceilings: gRPC {grpcCeiling / 1e6:N0} MB/s, TCP {tcpCeiling / 1e6:N0} MB/s; cached epoch: f32 {f32:N0}/s, f16 {f16:N0}/s");
+                var (shared, socketGrpc, memcpyRate) = (rates[9], rates[10], rates[11]);
+                Log($"ceilings: gRPC {grpcCeiling / 1e6:N0} MB/s, TCP {tcpCeiling / 1e6:N0} MB/s; cached epoch: f32 {f32:N0}/s, f16 {f16:N0}/s; shared memory {shared:N0}/s, gRPC on the Unix socket {socketGrpc:N0}/s, memcpy {memcpyRate * RowBytes / 1e9:0.00} GB/s");
 
                 _rows.Add(new("cached epoch, StreamDataset, float32 (Cpu tier)", StreamBatch.ToString(CultureInfo.InvariantCulture), f32, f32 * RowBytes / 1e6, $"epochs of {s.Items:N0}, shuffled; client reads each batch into a pooled buffer (StreamEpochPooledAsync)"));
                 _rows.Add(new("cached epoch, StreamDataset, float16", StreamBatch.ToString(CultureInfo.InvariantCulture), f16, f16 * RowBytes / 2 / 1e6, "768 B per embedding on the wire"));
@@ -153,12 +163,18 @@ public sealed partial class CompareBench : IBench
                 _rows.Add(new("bare gRPC server stream (ceiling)", StreamBatch.ToString(CultureInfo.InvariantCulture), grpcCeiling / RowBytes, grpcCeiling / 1e6, $"{StreamBatch * RowBytes / 1e6:0.#} MB messages, custom marshaller, client reads without copying"));
                 _rows.Add(new("raw loopback TCP (ceiling)", StreamBatch.ToString(CultureInfo.InvariantCulture), tcpCeiling / RowBytes, tcpCeiling / 1e6, "plain sockets, 1 MiB reads into one buffer"));
 
+                _rows.Add(new("cached epoch, StreamDatasetShared (shared-memory ring), float32", StreamBatch.ToString(CultureInfo.InvariantCulture), shared, shared * RowBytes / 1e6, "the same epochs over the Unix socket: rows in a shared-memory ring, pooled client views (one copy, store → ring)"));
+                _rows.Add(new("cached epoch, StreamDataset over the Unix socket, float32", StreamBatch.ToString(CultureInfo.InvariantCulture), socketGrpc, socketGrpc * RowBytes / 1e6, "gRPC as over TCP, on the Unix socket (SharedMemory: Off)"));
+                _rows.Add(new("memcpy, one thread (ceiling of the shared-memory path)", StreamBatch.ToString(CultureInfo.InvariantCulture), memcpyRate, memcpyRate * RowBytes / 1e6, "an epoch's bytes copied batch by batch from a 1 GiB source into one batch buffer"));
+
                 var storeReads = InProcessStoreReads(s.Items, s, token);
                 _rows.Add(new("in-process store reads (FASTER, Cpu tier)", StreamBatch.ToString(CultureInfo.InvariantCulture), storeReads, storeReads * RowBytes / 1e6, "1 thread, shuffled epoch, checksums verified, no network"));
 
                 var headline1 = FormattableString.Invariant(
                     $"cached epoch float32: {f32:N0} embeddings/s; {f32 / redisEpoch:0.0}× Redis; {100 * f32 * RowBytes / grpcCeiling:0}% of gRPC ceiling; {100 * f32 * RowBytes / tcpCeiling:0}% of loopback TCP");
                 var headline2 = FormattableString.Invariant($"cached epoch float16: {f16:N0} embeddings/s");
+                _sharedHeadline = FormattableString.Invariant(
+                    $"shared-memory epoch float32: {shared:N0} embeddings/s; {shared * RowBytes / 1e9:0.00} GB/s; {shared / redisEpoch:0.0}× Redis; {100 * shared / memcpyRate:0}% of memcpy");
                 _headline = [headline1, headline2, $"(load average {loadHeadline} when the epochs ran)"];
             }
 
@@ -197,7 +213,7 @@ public sealed partial class CompareBench : IBench
             // Training: the MiniLM-shaped encoder every epoch vs served from the cache.
             if (service.Process.HasExited)
                 throw new InvalidOperationException($"the service exited:{Environment.NewLine}{service.Process.Tail}");
-            await TrainingAsync(trainerDll, service.Uri, dataRoot, root, s, token);
+            await TrainingAsync(trainerDll, service.Uri, socket, dataRoot, root, s, token);
         }
         finally
         {
@@ -219,6 +235,7 @@ public sealed partial class CompareBench : IBench
     }
 
     private string[] _headline = ["cached epoch float32: n/a", "cached epoch float16: n/a"];
+    private string _sharedHeadline = "shared-memory epoch float32: n/a";
     private readonly List<string> _latency = [];
 
     private void Print(Settings s, string loadStart, Stopwatch total)
@@ -227,6 +244,7 @@ public sealed partial class CompareBench : IBench
         o.WriteLine(_headline[0]);
         o.WriteLine(_headline[1]);
         o.WriteLine(_pretrainedHeadline);
+        o.WriteLine(_sharedHeadline);
         o.WriteLine();
         o.WriteLine(FormattableString.Invariant(
             $"`bench/run.sh{(s.Quick ? " --quick" : "")}` — {MachineInfo.Describe()}, {DateTime.UtcNow:HH:mm} UTC; load average {loadStart} at start, {LoadAverage()} at end; {total.Elapsed.TotalMinutes:0.0} min. {_headline[2]}."));
@@ -651,11 +669,16 @@ public sealed partial class CompareBench : IBench
 
     // ------------------------------------------------------------------ training
 
-    private async Task TrainingAsync(string trainerDll, Uri service, string dataRoot, string root, Settings s, CancellationToken token)
+    private async Task TrainingAsync(string trainerDll, Uri service, Uri socket, string dataRoot, string root, Settings s, CancellationToken token)
     {
         var epochs = s.TrainEpochs.ToString(CultureInfo.InvariantCulture);
         var cached = await RunTrainerAsync(trainerDll, Path.Combine(root, "train-cached"),
             ["train", "--dataset", "text", "--encoder", "random-minilm", "--epochs", epochs, "--service", service.ToString().TrimEnd('/')], token);
+        // The same cached training on the service's Unix socket: its epochs take the shared-memory ring.
+        var shared = await RunTrainerAsync(trainerDll, Path.Combine(root, "train-shared"),
+            ["train", "--dataset", "text", "--encoder", "random-minilm", "--epochs", epochs, "--service", socket.ToString()], token);
+        _extra.Add(FormattableString.Invariant(
+            $"| training, {s.TrainEpochs} epochs, minilm, cached: shared memory (`--service unix://…`) | {shared.Wall:0.0} s wall; epochs {shared.Epochs} s | gRPC over TCP: {cached.Wall:0.0} s wall; epochs {cached.Epochs} s | **{cached.Steady / shared.Steady:0.00}×** per steady epoch |"));
         var local = await RunTrainerAsync(trainerDll, Path.Combine(root, "train-local"),
             ["train", "--dataset", "text", "--encoder", "random-minilm", "--epochs", epochs, "--no-cache", "--data-root", dataRoot], token);
         _extra.Add(FormattableString.Invariant(

@@ -130,6 +130,13 @@ public sealed class EmbedCacheClient : IDisposable
     private async IAsyncEnumerable<DatasetBatch> StreamCoreAsync(StreamDatasetRequest request, bool pooled,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        if (UseSharedMemory())
+        {
+            await foreach (var batch in SharedCoreAsync(request, pooled, cancellationToken).ConfigureAwait(false))
+                yield return batch;
+            yield break;
+        }
+
         var next = request.Clone();
         var attempt = 0;
         PooledBatches.Pooled<DatasetBatch>? lent = null;
@@ -166,6 +173,67 @@ public sealed class EmbedCacheClient : IDisposable
         finally
         {
             lent?.Release();
+        }
+    }
+
+    /// <summary>How the last epoch stream was carried: "shared-memory" or "grpc" (null before the first).</summary>
+    public string? EpochTransport { get; private set; }
+
+    private int _transportLogged;
+
+    /// <summary>Shared memory when the service is on this host (a Unix socket) and the options allow it; logs the choice once.</summary>
+    private bool UseSharedMemory()
+    {
+        var unix = IsUnixSocket;
+        var (shared, why) = _options.SharedMemory switch
+        {
+            SharedMemoryMode.Off => (false, "SharedMemory is Off"),
+            _ when unix => (true, $"the service is on this host ({Address})"),
+            SharedMemoryMode.Require => throw new InvalidOperationException(
+                $"SharedMemory is Require, but the service at {Address} is not reached over a Unix socket: use its unix:///path address on its host"),
+            _ => (false, $"the service at {Address} is not on a Unix socket"),
+        };
+        EpochTransport = shared ? "shared-memory" : "grpc";
+        if (Interlocked.Exchange(ref _transportLogged, 1) == 0)
+            _options.Log?.Invoke($"epoch streams: {(shared ? "shared memory" : "gRPC")} ({why})");
+        return shared;
+    }
+
+    /// <summary>An epoch over the shared-memory ring, resumed where it stopped if the service goes away (UNAVAILABLE).</summary>
+    private async IAsyncEnumerable<DatasetBatch> SharedCoreAsync(StreamDatasetRequest request, bool pooled,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var next = request.Clone();
+        var attempt = 0;
+        while (true)
+        {
+            var batches = SharedEpochStream.ReadAsync(Cache, next, _options.SharedMemoryRingBytes, pooled, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            try
+            {
+                while (true)
+                {
+                    DatasetBatch batch;
+                    try
+                    {
+                        if (!await batches.MoveNextAsync().ConfigureAwait(false))
+                            yield break;
+                        batch = batches.Current;
+                    }
+                    catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && ++attempt < _options.MaxAttempts)
+                    {
+                        await Task.Delay(Backoff(attempt), cancellationToken).ConfigureAwait(false);
+                        break;
+                    }
+
+                    attempt = 0;
+                    next.StartOffset = batch.Offset + (ulong)(batch.Labels?.Pairs is { } p && p.AIndex.Count > 0 ? p.AIndex.Count : batch.Indices.Count);
+                    yield return batch;
+                }
+            }
+            finally
+            {
+                await batches.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
 

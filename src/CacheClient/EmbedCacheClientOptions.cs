@@ -29,4 +29,29 @@ public sealed class EmbedCacheClientOptions
 
     /// <summary>Largest message the client accepts (a response of N × dim embeddings).</summary>
     public int MaxReceiveMessageBytes { get; set; } = 256 << 20;
+
+    /// <summary>
+    /// Epoch streams over a shared-memory ring: <see cref="SharedMemoryMode.Auto"/> when the client talks to the
+    /// service over its Unix socket (the service is on this host), gRPC otherwise.
+    /// </summary>
+    public SharedMemoryMode SharedMemory { get; set; } = SharedMemoryMode.Auto;
+
+    /// <summary>Size of the shared-memory ring to ask for; 0 takes the service's SharedMemory:RingBytes.</summary>
+    public long SharedMemoryRingBytes { get; set; }
+
+    /// <summary>Called with one line when the client first picks an epoch-stream path (shared memory or gRPC), and why.</summary>
+    public Action<string>? Log { get; set; }
+}
+
+/// <summary>Whether epoch streams use the shared-memory ring (see <see cref="EmbedCacheClientOptions.SharedMemory"/>).</summary>
+public enum SharedMemoryMode
+{
+    /// <summary>Shared memory over a Unix socket; gRPC otherwise.</summary>
+    Auto,
+
+    /// <summary>Always gRPC.</summary>
+    Off,
+
+    /// <summary>Shared memory or an error: for checking that a co-located trainer really gets the fast path.</summary>
+    Require,
 }

@@ -56,7 +56,8 @@ static async Task<int> Train(TrainOptions options, CancellationToken cancellatio
         return 0;
     }
 
-    using var client = new EmbedCacheClient(new EmbedCacheClientOptions { Address = options.Service, ApiKey = options.ApiKey });
+    // The client says once which path epochs take: shared memory for a service on this host (unix://), else gRPC.
+    using var client = new EmbedCacheClient(new EmbedCacheClientOptions { Address = options.Service, ApiKey = options.ApiKey, Log = Console.WriteLine });
     if (!await Preflight(client, options.Service))
         return 1;
     await using var source = new CachedEmbeddingSource(client, options.Dataset, options.Encoder);

@@ -5,7 +5,9 @@ using System.Text.Json;
 using EmbedCache.Client;
 using EmbedCache.Contract.V1;
 
+// Every command takes --shared auto|off|require (epoch streams over shared memory; default auto: on a unix:// service).
 // epoch --service URL --dataset D --split S --encoder E [--batch-size N] [--seed N] [--epoch N] [--shuffle] [--start-offset N] --out DIR
+//   [--pause-after N]: after N batches, print "paused" and wait to be killed (a reader that dies mid-epoch)
 //   writes DIR/embeddings.bin (every batch's packed rows, as received), indices.bin (uint64) and labels.bin (int64)
 //   and prints one JSON line: items, dim, dtype, fingerprint.
 // hash (--texts FILE.json | --tensors FILE.f32 --shape D[xD...]): the .NET client's content keys, one hex line per item.
@@ -35,8 +37,19 @@ static int Usage()
     return 2;
 }
 
-static EmbedCacheClient Connect(Options o) =>
-    new(new EmbedCacheClientOptions { Address = new Uri(o.Require("service")), ApiKey = o.Get("api-key") });
+static EmbedCacheClient Connect(Options o) => new(new EmbedCacheClientOptions
+{
+    Address = new Uri(o.Require("service")),
+    ApiKey = o.Get("api-key"),
+    SharedMemory = o.Get("shared") switch
+    {
+        null or "auto" => SharedMemoryMode.Auto,
+        "off" => SharedMemoryMode.Off,
+        "require" => SharedMemoryMode.Require,
+        var other => throw new ArgumentException($"--shared must be auto, off or require (was '{other}')"),
+    },
+    Log = line => Console.Error.WriteLine(line),
+});
 
 static StreamDatasetRequest Request(Options o, bool labels)
 {
@@ -64,9 +77,17 @@ static async Task<int> EpochAsync(Options o)
     await using var indices = File.Create(Path.Combine(dir, "indices.bin"));
     await using var labels = File.Create(Path.Combine(dir, "labels.bin"));
     long items = 0;
+    var pauseAfter = int.Parse(o.Get("pause-after") ?? "-1", CultureInfo.InvariantCulture);
+    var batches = 0;
     EncoderEmbeddings? last = null;
     await foreach (var batch in client.StreamEpochAsync(Request(o, labels: true)))
     {
+        if (batches++ == pauseAfter)
+        {
+            Console.WriteLine("paused");
+            await Task.Delay(Timeout.Infinite);
+        }
+
         last = batch.Results[0];
         embeddings.Write(last.Embeddings.Span);
         indices.Write(MemoryMarshal.AsBytes(batch.Indices.ToArray().AsSpan()));

@@ -30,6 +30,8 @@ internal static class CacheBinding
         public abstract Task StreamDataset(StreamDatasetRequest request, IServerStreamWriter<DatasetBatch> responseStream, ServerCallContext context);
 
         public abstract Task<ListEncodersResponse> ListEncoders(ListEncodersRequest request, ServerCallContext context);
+
+        public abstract Task StreamDatasetShared(IAsyncStreamReader<SharedStreamMessage> requestStream, IServerStreamWriter<SharedStreamEvent> responseStream, ServerCallContext context);
     }
 
     public static void BindService(ServiceBinderBase binder, Base? service)
@@ -39,6 +41,7 @@ internal static class CacheBinding
         binder.AddMethod(Strict.Method(MethodType.DuplexStreaming, Service, "GetEmbeddings", LookupRequest.Parser, LookupResponse.Parser), (DuplexStreamingServerMethod<LookupRequest, LookupResponse>?)null);
         binder.AddMethod(Strict.Method(MethodType.ServerStreaming, Service, "StreamDataset", StreamDatasetRequest.Parser, DatasetBatch.Parser), (ServerStreamingServerMethod<StreamDatasetRequest, DatasetBatch>?)null);
         binder.AddMethod(Strict.Method(MethodType.Unary, Service, "ListEncoders", ListEncodersRequest.Parser, ListEncodersResponse.Parser), (UnaryServerMethod<ListEncodersRequest, ListEncodersResponse>?)null);
+        binder.AddMethod(Strict.Method(MethodType.DuplexStreaming, Service, "StreamDatasetShared", SharedStreamMessage.Parser, SharedStreamEvent.Parser), (DuplexStreamingServerMethod<SharedStreamMessage, SharedStreamEvent>?)null);
     }
 }
 

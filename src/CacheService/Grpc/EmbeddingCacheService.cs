@@ -12,9 +12,10 @@ using StreamRequest = EmbedCache.Engine.Caching.StreamRequest;
 namespace EmbedCache.Service.Grpc;
 
 /// <summary>The trainer API: lookups with read-through, dataset streaming, encoder listing.</summary>
-internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCacheOptions> options) : CacheBinding.Base
+internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<EmbedCacheOptions> options, SharedStreams sharedStreams) : CacheBinding.Base
 {
     private readonly EmbedCacheOptions.LimitSection _limits = options.Value.Limits;
+    private readonly EmbedCacheOptions.SharedMemorySection _sharedMemory = options.Value.SharedMemory;
 
     public override async Task<LookupResponse> Lookup(LookupRequest request, ServerCallContext context)
     {
@@ -103,6 +104,19 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
     public override async Task StreamDataset(StreamDatasetRequest request, IServerStreamWriter<DatasetBatch> responseStream, ServerCallContext context)
     {
         var token = context.CancellationToken;
+        var streamRequest = await PrepareStreamAsync(request, token);
+        await foreach (var batch in host.Engine.StreamSplitAsync(streamRequest, token))
+        {
+            using (batch)
+            {
+                await responseStream.WriteAsync(ToMessage(batch, withRows: true), token);
+            }
+        }
+    }
+
+    /// <summary>Checks a StreamDataset request (filling the split first when asked) and makes the engine's request of it.</summary>
+    private async Task<StreamRequest> PrepareStreamAsync(StreamDatasetRequest request, CancellationToken token)
+    {
         var engine = host.Engine;
         ContractMapping.CheckName("dataset", request.Dataset);
         ContractMapping.CheckName("split", request.Split);
@@ -126,18 +140,12 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
                 throw new NotCachedException($"filling split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)} did not complete: {job.Snapshot().Message}");
         }
 
-        var streamRequest = new StreamRequest(request.Dataset, request.Split, [.. request.Encoders], batchSize, request.Shuffle,
+        return new StreamRequest(request.Dataset, request.Split, [.. request.Encoders], batchSize, request.Shuffle,
             request.Seed, request.Epoch, request.StartOffset, request.IncludeLabels);
-        await foreach (var batch in engine.StreamSplitAsync(streamRequest, token))
-        {
-            using (batch)
-            {
-                await responseStream.WriteAsync(ToMessage(batch), token);
-            }
-        }
     }
 
-    private static DatasetBatch ToMessage(StreamBatch batch)
+    /// <summary>The batch as StreamDataset sends it; without rows, each result's embeddings are left empty (they are in a ring).</summary>
+    private static DatasetBatch ToMessage(StreamBatch batch, bool withRows)
     {
         var n = batch.Indices.Length;
         var allFound = new byte[(n + 7) / 8];
@@ -146,7 +154,7 @@ internal sealed class EmbeddingCacheService(EngineHost host, IOptions<EmbedCache
         var message = new DatasetBatch { Offset = batch.Offset, Total = batch.Total };
         message.Indices.Add(batch.Indices);
         foreach (var r in batch.Results)
-            message.Results.Add(ContractMapping.Embeddings(r.Encoder, r.Rows, allFound, 0));
+            message.Results.Add(ContractMapping.Embeddings(r.Encoder, withRows ? r.Rows : ReadOnlyMemory<byte>.Empty, allFound, 0));
         if (batch.Groups is not null)
         {
             message.Labels = new LabelBatch { Found = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(allFound), Groups = new GroupLabels() };

@@ -194,6 +194,7 @@ public static class EmbedCacheHost
 
         builder.Services.AddSingleton<EngineHost>();
         builder.Services.AddSingleton<ServiceMetrics>();
+        builder.Services.AddSingleton<Grpc.SharedStreams>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<EngineHost>());
 
         builder.Services.AddGrpc(o =>

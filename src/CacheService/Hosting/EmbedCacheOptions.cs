@@ -60,6 +60,9 @@ public sealed class EmbedCacheOptions
 
     public LimitSection Limits { get; set; } = new();
 
+    /// <summary>The shared-memory epoch stream offered to trainers on the Unix socket (StreamDatasetShared).</summary>
+    public SharedMemorySection SharedMemory { get; set; } = new();
+
     /// <summary>API keys (trainer and admin roles) and the anonymous-mode rule.</summary>
     public AuthSection Auth { get; set; } = new();
 
@@ -157,6 +160,18 @@ public sealed class EmbedCacheOptions
         public int MaxFeatureBytesPerRequest { get; set; } = 32 << 20;
     }
 
+    public sealed class SharedMemorySection
+    {
+        /// <summary>Where ring files are created (owner-only, unlinked once the trainer has mapped them).</summary>
+        public string Directory { get; set; } = "/dev/shm";
+
+        /// <summary>Ring size when the trainer does not ask for one; a trainer may ask for 1 MiB .. 1 GiB.</summary>
+        public long RingBytes { get; set; } = 256L << 20;
+
+        /// <summary>How long a trainer may keep the ring full (or not map it) before its stream is cut off.</summary>
+        public int SlowReaderSeconds { get; set; } = 30;
+    }
+
     public sealed class AuthSection
     {
         /// <summary>Keys for the trainer API (EmbeddingCache).</summary>
@@ -240,6 +255,13 @@ public sealed class EmbedCacheOptionsValidator : IValidateOptions<EmbedCacheOpti
             errors.Add($"{p}Jobs:MaxConcurrentJobs must be >= 1 (was {j.MaxConcurrentJobs})");
         if (j.CheckpointIntervalSeconds < 1)
             errors.Add($"{p}Jobs:CheckpointIntervalSeconds must be >= 1 (was {j.CheckpointIntervalSeconds})");
+        var m = options.SharedMemory;
+        if (string.IsNullOrWhiteSpace(m.Directory) || !Path.IsPathFullyQualified(m.Directory))
+            errors.Add($"{p}SharedMemory:Directory must be an absolute directory path (was '{m.Directory}')");
+        if (m.RingBytes is < Grpc.SharedRing.MinBytes or > Grpc.SharedRing.MaxBytes)
+            errors.Add($"{p}SharedMemory:RingBytes must be between {Grpc.SharedRing.MinBytes} and {Grpc.SharedRing.MaxBytes} (was {m.RingBytes})");
+        if (m.SlowReaderSeconds < 1)
+            errors.Add($"{p}SharedMemory:SlowReaderSeconds must be >= 1 (was {m.SlowReaderSeconds})");
         var l = options.Limits;
         if (l.MaxKeysPerRequest < 1)
             errors.Add($"{p}Limits:MaxKeysPerRequest must be >= 1 (was {l.MaxKeysPerRequest})");

@@ -104,6 +104,9 @@ public sealed partial class EngineHost(
             _jobs = new JobManager(_engine, o.ToJobOptions());
             _phase = "resuming prewarm jobs";
             var resumed = _jobs.ResumePersisted();
+            var stale = Grpc.SharedRing.SweepStale(o.SharedMemory.Directory);
+            if (stale > 0)
+                StaleRingsRemoved(logger, stale, o.SharedMemory.Directory);
             StartedAt = DateTimeOffset.UtcNow;
             EngineReady(logger, _encoders.All.Count, storeOptions.SaveDir ?? "(memory only)", resumed, _startClock.Elapsed.TotalSeconds);
             _ready.TrySetResult();
@@ -179,6 +182,9 @@ public sealed partial class EngineHost(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "EmbedCache ready: {Encoders} encoders, store {SaveDir}, {Resumed} prewarm jobs resumed; {Seconds:0.00} s after start-up began")]
     private static partial void EngineReady(ILogger logger, int encoders, string saveDir, int resumed, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Removed {Count} shared-memory ring file(s) left in {Directory} by processes that no longer run")]
+    private static partial void StaleRingsRemoved(ILogger logger, int count, string directory);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "Start-up failed")]
     private static partial void StartupCrashed(ILogger logger, Exception exception);

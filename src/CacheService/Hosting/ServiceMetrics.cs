@@ -29,8 +29,10 @@ public sealed class ServiceMetrics
     private readonly Counter _gpuTableErrors;
     private readonly Gauge _gpuTableOff;
     private readonly Gauge _gpuFallbacks;
+    private readonly Gauge _sharedRings;
+    private readonly Counter _sharedStreams;
 
-    public ServiceMetrics(EngineHost host)
+    public ServiceMetrics(EngineHost host, Grpc.SharedStreams shared)
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
@@ -75,6 +77,13 @@ public sealed class ServiceMetrics
             new GaugeConfiguration { LabelNames = ["encoder", "fingerprint"] });
         _gpuFallbacks = factory.CreateGauge("embedcache_gpu_tier_fallbacks",
             "Gpu-tier namespaces that got no device memory (budget spent or the device refused) and are served from the Cpu tier.");
+        _sharedRings = factory.CreateGauge("embedcache_shared_memory_rings", "Shared-memory epoch streams open now (one ring each).");
+        _sharedStreams = factory.CreateCounter("embedcache_shared_memory_streams_total", "Shared-memory epoch streams opened since start.");
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            _sharedRings.Set(shared.Open);
+            _sharedStreams.IncTo(shared.Total);
+        });
         DotNetStats.Register(Registry);
         Registry.AddBeforeCollectCallback(() => Collect(host));
         // Checkpoints are taken inside the store (periodic, after fills, admin, shutdown); the store

@@ -9,7 +9,24 @@ namespace EmbedCache.Engine.Caching;
 /// <summary>A request to stream one cached split (the label-cache path).</summary>
 public sealed record StreamRequest(
     string Dataset, string Split, IReadOnlyList<string> Encoders, int BatchSize, bool Shuffle, ulong Seed, uint Epoch,
-    ulong StartOffset, bool IncludeLabels);
+    ulong StartOffset, bool IncludeLabels)
+{
+    /// <summary>Where the rows are read to: pooled arrays when null; a shared-memory ring for co-located trainers.</summary>
+    public IRowDestination? Rows { get; init; }
+}
+
+/// <summary>
+/// Memory a stream reads embedding rows into, straight from the store. Asked once per encoder per batch, in stream
+/// order (batch by batch, encoders in request order), so a ring can hand out consecutive spans.
+/// </summary>
+public interface IRowDestination
+{
+    /// <summary>
+    /// <paramref name="length"/> bytes for the next rows, and their position in the destination's running byte count.
+    /// May wait for room (a ring whose reader is behind).
+    /// </summary>
+    (Memory<byte> Memory, long Position) Rent(int length, CancellationToken cancellationToken);
+}
 
 /// <summary>
 /// One streamed batch. Embedding rows live in pooled buffers: dispose the batch once it has been
@@ -49,19 +66,46 @@ public sealed class StreamBatch : IDisposable
     }
 }
 
-/// <summary>Rows of one encoder for a batch: <see cref="Length"/> bytes of a pooled buffer.</summary>
-public sealed class EncoderRows(EncoderEntry encoder, byte[] buffer, int length) : IDisposable
+/// <summary>
+/// Rows of one encoder for a batch: <see cref="Length"/> bytes of a pooled buffer, or of an
+/// <see cref="IRowDestination"/>'s memory (then <see cref="Position"/> says where).
+/// </summary>
+public sealed class EncoderRows : IDisposable
 {
-    private byte[]? _buffer = buffer;
+    private byte[]? _buffer;
+    private Memory<byte> _rows;
 
-    public EncoderEntry Encoder { get; } = encoder;
+    internal EncoderRows(EncoderEntry encoder, byte[] buffer, int length)
+    {
+        Encoder = encoder;
+        _buffer = buffer;
+        _rows = buffer.AsMemory(0, length);
+        Length = length;
+        Position = -1;
+    }
 
-    public int Length { get; } = length;
+    internal EncoderRows(EncoderEntry encoder, Memory<byte> rows, long position)
+    {
+        Encoder = encoder;
+        _rows = rows;
+        Length = rows.Length;
+        Position = position;
+    }
 
-    public ReadOnlyMemory<byte> Rows => (_buffer ?? throw new ObjectDisposedException(nameof(EncoderRows))).AsMemory(0, Length);
+    public EncoderEntry Encoder { get; }
+
+    public int Length { get; }
+
+    /// <summary>Position of the rows in the stream's <see cref="IRowDestination"/>; -1 for a pooled buffer.</summary>
+    public long Position { get; }
+
+    public ReadOnlyMemory<byte> Rows => _rows;
+
+    internal Span<byte> Writable => _rows.Span;
 
     public void Dispose()
     {
+        _rows = default;
         var b = Interlocked.Exchange(ref _buffer, null);
         if (b is not null)
             ArrayPool<byte>.Shared.Return(b);
@@ -274,10 +318,18 @@ public sealed partial class CacheEngine
             {
                 var encoder = encoders[e];
                 var length = n * encoder.RowBytes;
-                var buffer = ArrayPool<byte>.Shared.Rent(length);
-                results[e] = new EncoderRows(encoder, buffer, length);
+                if (request.Rows is { } destination)
+                {
+                    var (memory, position) = destination.Rent(length, cancellationToken);
+                    results[e] = new EncoderRows(encoder, memory, position);
+                }
+                else
+                {
+                    results[e] = new EncoderRows(encoder, ArrayPool<byte>.Shared.Rent(length), length);
+                }
+
                 Array.Clear(mask);
-                var found = session.Get(encoder.Namespace, keys, buffer.AsSpan(0, length), mask, cancellationToken);
+                var found = session.Get(encoder.Namespace, keys, results[e].Writable, mask, cancellationToken);
                 encoder.RecordLookup(found, n - found);
                 if (found != n)
                     throw new NotCachedException($"{n - found} embeddings of encoder '{encoder.Name}' for split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)} are missing (dropped or evicted?): prewarm it again");
