@@ -185,13 +185,14 @@ public sealed class EmbedCacheClient : IDisposable
     private bool UseSharedMemory()
     {
         var unix = IsUnixSocket;
+        var address = UnixSocketPath is { } path ? "unix://" + path : Channel.Target;
         var (shared, why) = _options.SharedMemory switch
         {
             SharedMemoryMode.Off => (false, "SharedMemory is Off"),
-            _ when unix => (true, $"the service is on this host ({Address})"),
+            _ when unix => (true, $"the service is on this host ({address})"),
             SharedMemoryMode.Require => throw new InvalidOperationException(
-                $"SharedMemory is Require, but the service at {Address} is not reached over a Unix socket: use its unix:///path address on its host"),
-            _ => (false, $"the service at {Address} is not on a Unix socket"),
+                $"SharedMemory is Require, but the service at {address} is not reached over a Unix socket: use its unix:///path address on its host"),
+            _ => (false, $"the service at {address} is not on a Unix socket"),
         };
         EpochTransport = shared ? "shared-memory" : "grpc";
         if (Interlocked.Exchange(ref _transportLogged, 1) == 0)

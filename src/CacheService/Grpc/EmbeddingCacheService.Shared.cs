@@ -1,5 +1,6 @@
 using EmbedCache.Contract.V1;
 using EmbedCache.Engine;
+using EmbedCache.Engine.Caching;
 using Grpc.Core;
 
 namespace EmbedCache.Service.Grpc;

@@ -6,7 +6,7 @@ using EmbedCache.Engine.Caching;
 namespace EmbedCache.Service.Grpc;
 
 /// <summary>Shared-memory epoch streams of this service: how many rings are open now, and how many were ever.</summary>
-internal sealed class SharedStreams
+public sealed class SharedStreams
 {
     private long _open;
     private long _total;
@@ -77,6 +77,8 @@ internal sealed unsafe class SharedRing : IRowDestination, IDisposable
     /// <summary>Creates the ring file (0600) in <paramref name="directory"/> and maps it.</summary>
     public static SharedRing Create(string directory, long size, TimeSpan slowReader)
     {
+        if (!OperatingSystem.IsLinux())
+            throw new PlatformNotSupportedException("shared-memory epoch streams need Linux (an owner-only file under /dev/shm)");
         var path = System.IO.Path.Combine(directory, $"{FilePrefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
         var stream = new FileStream(path, new FileStreamOptions
         {
