@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using EmbedCache.Contract.V1;
 using Grpc.Core;
@@ -25,15 +26,28 @@ public sealed class EmbedCacheClient : IDisposable
     }
 
     /// <summary>Connects as <paramref name="options"/> say.</summary>
+    /// <exception cref="ArgumentException">A <c>unix:</c> address that is not an absolute path, or one with an
+    /// <see cref="EmbedCacheClientOptions.HttpHandler"/> that cannot be pointed at the socket.</exception>
     public EmbedCacheClient(EmbedCacheClientOptions options)
     {
         _options = options;
-        _ownedChannel = GrpcChannel.ForAddress(options.Address, new GrpcChannelOptions
+        var handler = options.HttpHandler;
+        var address = options.Address;
+        if (address.IsAbsoluteUri && address.Scheme == "unix")
+        {
+            UnixSocketPath = options.UnixSocketPath
+                ?? throw new ArgumentException($"'{address}' is not a Unix socket address: use unix:///absolute/path/to.sock", nameof(options));
+            handler = UnixSocketHandler(UnixSocketPath, handler);
+            // The authority is never resolved (every connection goes to the socket); it is the HTTP/2 :authority.
+            address = new Uri("http://localhost");
+        }
+
+        _ownedChannel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             MaxReceiveMessageSize = options.MaxReceiveMessageBytes,
             ServiceConfig = RetryConfig(options),
             MaxRetryAttempts = Math.Max(1, options.MaxAttempts),
-            HttpHandler = options.HttpHandler,
+            HttpHandler = handler,
             DisposeHttpClient = true,
         });
         (Invoker, Channel) = (WithKey(_ownedChannel, options.ApiKey), _ownedChannel);
@@ -53,6 +67,15 @@ public sealed class EmbedCacheClient : IDisposable
 
     /// <summary>The channel the client talks over.</summary>
     public GrpcChannel Channel { get; }
+
+    /// <summary>
+    /// The path of the service's Unix domain socket when the client talks over one (a <c>unix://</c> address), else
+    /// null; also null for a client made from a channel, whose transport it cannot see.
+    /// </summary>
+    public string? UnixSocketPath { get; }
+
+    /// <summary>True when the client talks to the service over its Unix domain socket (see <see cref="UnixSocketPath"/>).</summary>
+    public bool IsUnixSocket => UnixSocketPath is not null;
 
     /// <summary>The call invoker (with the API key attached), for generated clients of other services.</summary>
     public CallInvoker Invoker { get; }
@@ -279,6 +302,55 @@ public sealed class EmbedCacheClient : IDisposable
     {
         var ms = Math.Min(_options.MaxBackoff.TotalMilliseconds, _options.InitialBackoff.TotalMilliseconds * Math.Pow(2, attempt - 1));
         return TimeSpan.FromMilliseconds(ms * (0.5 + (Random.Shared.NextDouble() / 2)));
+    }
+
+    /// <summary>
+    /// The handler for a <c>unix:</c> address: every connection goes to <paramref name="path"/>. The given handler, if
+    /// any, must be (or wrap) a <see cref="SocketsHttpHandler"/> without a connect callback, which gets ours.
+    /// </summary>
+    private static HttpMessageHandler UnixSocketHandler(string path, HttpMessageHandler? given)
+    {
+        var endpoint = new UnixDomainSocketEndPoint(path);
+        SocketsHttpHandler sockets;
+        var innermost = given;
+        DelegatingHandler? outer = null;
+        while (innermost is DelegatingHandler delegating)
+        {
+            outer = delegating;
+            innermost = delegating.InnerHandler;
+        }
+
+        switch (innermost)
+        {
+            case null:
+                // As GrpcChannel's own handler: more than one HTTP/2 connection when one is full of streams.
+                sockets = new SocketsHttpHandler { EnableMultipleHttp2Connections = true };
+                if (outer is not null)
+                    outer.InnerHandler = sockets;
+                break;
+            case SocketsHttpHandler { ConnectCallback: null } s:
+                sockets = s;
+                break;
+            default:
+                throw new ArgumentException(
+                    $"HttpHandler: a unix:// address needs a SocketsHttpHandler without a ConnectCallback (or none: the client makes one); this one ends in {innermost.GetType().Name}{(innermost is SocketsHttpHandler ? " with a ConnectCallback" : "")}");
+        }
+
+        sockets.ConnectCallback = async (_, cancellationToken) =>
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                await socket.ConnectAsync(endpoint, cancellationToken).ConfigureAwait(false);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        };
+        return given ?? sockets;
     }
 
     private static CallInvoker WithKey(GrpcChannel channel, string? apiKey) =>

@@ -1,9 +1,15 @@
+using System.Diagnostics.CodeAnalysis;
+
 namespace EmbedCache.Client;
 
 /// <summary>How a client reaches and calls an EmbedCache service.</summary>
 public sealed class EmbedCacheClientOptions
 {
-    /// <summary>The service's gRPC address, e.g. <c>http://127.0.0.1:50051</c>.</summary>
+    /// <summary>
+    /// The service's gRPC address: <c>http://127.0.0.1:50051</c>, <c>https://host:port</c> (TLS), or
+    /// <c>unix:///run/embedcache.sock</c>, the service's Unix domain socket (<c>EmbedCache:UnixSocketPath</c>; an
+    /// absolute path, <c>unix:/run/embedcache.sock</c> also works).
+    /// </summary>
     public Uri Address { get; set; } = new("http://127.0.0.1:50051");
 
     /// <summary>Sent as <c>authorization: Bearer &lt;key&gt;</c> when set.</summary>
@@ -23,12 +29,41 @@ public sealed class EmbedCacheClientOptions
 
     /// <summary>
     /// The HTTP handler the channel sends through (custom TLS validation, proxies, fault injection
-    /// in tests); null uses the default. The client owns it once given.
+    /// in tests); null uses the default. The client owns it once given. With a <c>unix://</c> address the client
+    /// makes its connections go to the socket: the handler must be a <see cref="SocketsHttpHandler"/>, or
+    /// <see cref="DelegatingHandler"/>s around one (or around nothing: the client puts its own in), whose
+    /// <see cref="SocketsHttpHandler.ConnectCallback"/> is not set; any other handler is an <see cref="ArgumentException"/>.
     /// </summary>
     public HttpMessageHandler? HttpHandler { get; set; }
 
     /// <summary>Largest message the client accepts (a response of N × dim embeddings).</summary>
     public int MaxReceiveMessageBytes { get; set; } = 256 << 20;
+
+    /// <summary>The socket path of a <c>unix:</c> <see cref="Address"/>, or null for an http(s) address.</summary>
+    public string? UnixSocketPath => UnixSocketPathOf(Address);
+
+    /// <summary>
+    /// Parses an address as the command lines take it: an <c>http://</c> or <c>https://</c> URL, or
+    /// <c>unix:///absolute/path</c> (also <c>unix:/absolute/path</c>).
+    /// </summary>
+    public static bool TryParseAddress(string? text, [NotNullWhen(true)] out Uri? address)
+    {
+        address = null;
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri))
+            return false;
+        if (uri.Scheme is "http" or "https" || (uri.Scheme == "unix" && UnixSocketPathOf(uri) is not null))
+            address = uri;
+        return address is not null;
+    }
+
+    /// <summary>The socket path of a <c>unix:</c> address (an absolute path, no host), or null.</summary>
+    internal static string? UnixSocketPathOf(Uri address)
+    {
+        if (!address.IsAbsoluteUri || address.Scheme != "unix" || !string.IsNullOrEmpty(address.Host))
+            return null;
+        var path = Uri.UnescapeDataString(address.AbsolutePath);
+        return path.Length > 1 && path[0] == '/' && !path.EndsWith('/') ? path : null;
+    }
 
     /// <summary>
     /// Epoch streams over a shared-memory ring: <see cref="SharedMemoryMode.Auto"/> when the client talks to the

@@ -3,6 +3,7 @@ using System.CommandLine.Help;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using EmbedCache.Client;
 
 namespace EmbedCache.Trainer;
 
@@ -74,7 +75,7 @@ public static class CommandLine
 
     internal static Option<Uri> ServiceOption(Func<string, string?> environment) => new("--service")
     {
-        Description = "EmbedCache gRPC address ($EMBEDCACHE_SERVICE)",
+        Description = "EmbedCache gRPC address, http(s)://host:port or unix:///path/to.sock ($EMBEDCACHE_SERVICE)",
         HelpName = "url",
         DefaultValueFactory = r => ParseService(environment("EMBEDCACHE_SERVICE") ?? DefaultService, r),
         CustomParser = r => ParseService(r.Tokens[0].Value, r),
@@ -87,8 +88,8 @@ public static class CommandLine
     };
 
     private static Uri ParseService(string value, ArgumentResult result) =>
-        Uri.TryCreate(value, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
-            ? uri : Error<Uri>(result, $"--service must be an http:// or https:// URL (was '{value}')");
+        EmbedCacheClientOptions.TryParseAddress(value, out var uri)
+            ? uri : Error<Uri>(result, $"--service must be an http:// or https:// URL or unix:///path/to.sock (was '{value}')");
 
     /// <summary><c>train</c>: every option with its default, checked as it is parsed.</summary>
     private sealed class TrainCommand : Command

@@ -117,4 +117,21 @@ public sealed class CliTests
         Assert.Equal(1, unreachable.ExitCode);
         Assert.Contains("Unavailable", unreachable.Error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Cli_OverTheUnixSocket_ListsTheEncoders_AndARelativeSocketPathIsBadUsage()
+    {
+        using var dir = new TempDirectory("cli-unix");
+        var path = dir.Combine("embedcache.sock");
+        await using var service = await InProcessService.StartAsync(null, $"--EmbedCache:UnixSocketPath={path}");
+        var cli = RepoPaths.BuiltAssembly(Path.Combine("CacheClient", "Cli"), "embedcache");
+
+        var encoders = await ProgramRun.RunAsync("dotnet", [cli, "--service", $"unix://{path}", "encoders"], timeout: TimeSpan.FromMinutes(3));
+        var relative = await ProgramRun.RunAsync("dotnet", [cli, "--service", "unix:embedcache.sock", "encoders"]);
+
+        Succeeded(encoders);
+        Assert.Matches(@"(?m)^random-mlp\s+[0-9a-f]{32}\s+128\s+float32\s+cpu\s+floatvector", encoders.Output);
+        Assert.Equal(2, relative.ExitCode);
+        Assert.Contains("--service must be an http:// or https:// URL or unix:///path/to.sock (was 'unix:embedcache.sock')", relative.Error, StringComparison.Ordinal);
+    }
 }

@@ -32,7 +32,11 @@ public sealed class InProcessService : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<InProcessService> StartAsync(string? saveDir = null, params string[] extraArgs)
+    public static Task<InProcessService> StartAsync(string? saveDir = null, params string[] extraArgs) =>
+        StartWithAsync(null, saveDir, extraArgs);
+
+    /// <summary>As <see cref="StartAsync"/>; <paramref name="configure"/> runs after the standard wiring (a test's interceptor, say).</summary>
+    public static async Task<InProcessService> StartWithAsync(Action<WebApplicationBuilder>? configure, string? saveDir, params string[] extraArgs)
     {
         TempDirectory? owned = null;
         if (saveDir is null)
@@ -49,7 +53,7 @@ public sealed class InProcessService : IAsyncDisposable
             $"--EmbedCache:SaveDir={saveDir}",
             .. extraArgs,
         ];
-        var app = EmbedCacheHost.Build(args);
+        var app = EmbedCacheHost.Build(args, configure);
         try
         {
             await app.StartAsync();

@@ -2,8 +2,11 @@ using System.Text.RegularExpressions;
 
 namespace EmbedCache.TestSupport;
 
-/// <summary>The addresses a service child process reports once it listens (its ports may have been 0).</summary>
-public sealed record ServiceAddresses(Uri Grpc, Uri Http);
+/// <summary>
+/// The addresses a service child process reports once it listens (its ports may have been 0), and its Unix socket
+/// (<c>unix:///path</c>) when it has one.
+/// </summary>
+public sealed record ServiceAddresses(Uri Grpc, Uri Http, Uri? UnixSocket = null);
 
 public static partial class ServiceListening
 {
@@ -22,10 +25,11 @@ public static partial class ServiceListening
     public static async Task<ServiceAddresses> WaitForPortsAsync(this ChildProcess child, string what = "the service to open its ports", TimeSpan? timeout = null)
     {
         var m = await child.WaitForLineAsync(ListeningLine(), what, timeout);
-        return new ServiceAddresses(new Uri(m.Groups["grpc"].Value), new Uri(m.Groups["http"].Value));
+        return new ServiceAddresses(new Uri(m.Groups["grpc"].Value), new Uri(m.Groups["http"].Value),
+            m.Groups["unix"].Success ? new Uri(m.Groups["unix"].Value) : null);
     }
 
-    [GeneratedRegex(@"listening: gRPC (?<grpc>https?://\S+?)/?, HTTP (?<http>https?://\S+?)/?$")]
+    [GeneratedRegex(@"listening: gRPC (?<grpc>https?://\S+?)/?, HTTP (?<http>https?://\S+?)/?(?:, gRPC (?<unix>unix:\S+))?$")]
     private static partial Regex ListeningLine();
 
     [GeneratedRegex(@"EmbedCache ready: ")]

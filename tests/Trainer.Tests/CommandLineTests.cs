@@ -1,3 +1,4 @@
+using EmbedCache.Client;
 using EmbedCache.TestSupport;
 
 namespace EmbedCache.Trainer.Tests;
@@ -85,7 +86,17 @@ public sealed class CommandLineTests
     {
         var e = Assert.Throws<UsageException>(() => CommandLine.ParseTrain(["--dataset", "d", "--encoder", "e"], name => name == "EMBEDCACHE_SERVICE" ? "svc:9" : null));
 
-        Assert.Contains("--service must be an http:// or https:// URL (was 'svc:9')", e.Message, StringComparison.Ordinal);
+        Assert.Contains("--service must be an http:// or https:// URL or unix:///path/to.sock (was 'svc:9')", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("unix:///run/embedcache.sock")]
+    [InlineData("unix:/run/embedcache.sock")]
+    public void ParseTrain_AUnixSocketService_IsTakenAsTheClientsAddress(string service)
+    {
+        var options = Parse("--dataset", "d", "--encoder", "e", "--service", service);
+
+        Assert.Equal("/run/embedcache.sock", new EmbedCacheClientOptions { Address = options.Service }.UnixSocketPath);
     }
 
     private static async Task<(int Exit, string Output, string Error, List<TrainOptions> Trained)> Run(params string[] args)

@@ -32,7 +32,7 @@ internal static class Commands
     {
         var service = new Option<Uri>("--service")
         {
-            Description = "EmbedCache gRPC address ($EMBEDCACHE_SERVICE)",
+            Description = "EmbedCache gRPC address, http(s)://host:port or unix:///path/to.sock ($EMBEDCACHE_SERVICE)",
             HelpName = "url",
             Recursive = true,
             DefaultValueFactory = r => ParseService(Environment.GetEnvironmentVariable("EMBEDCACHE_SERVICE") ?? DefaultService, r),
@@ -83,9 +83,9 @@ internal static class Commands
 
     private static Uri ParseService(string value, ArgumentResult result)
     {
-        if (Uri.TryCreate(value, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
+        if (EmbedCacheClientOptions.TryParseAddress(value, out var uri))
             return uri;
-        result.AddError($"--service must be an http:// or https:// URL (was '{value}')");
+        result.AddError($"--service must be an http:// or https:// URL or unix:///path/to.sock (was '{value}')");
         return null!;
     }
 

@@ -1,8 +1,10 @@
 using System.Net;
+using System.Net.Sockets;
 using EmbedCache.Service.Grpc;
 using EmbedCache.Service.Hosting.Security;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Options;
 using Prometheus;
@@ -154,11 +156,25 @@ public static class EmbedCacheHost
         });
     }
 
-    /// <summary>Two Kestrel listeners: gRPC (HTTP/2 cleartext) and HTTP/1.1 for health, metrics and status.</summary>
+    /// <summary>
+    /// Kestrel listeners: gRPC (HTTP/2 cleartext, or TLS), HTTP/1.1 for health, metrics and status, and, with
+    /// EmbedCache:UnixSocketPath, gRPC on a Unix domain socket (HTTP/2 without TLS: it is local; file modes guard it).
+    /// </summary>
     public static void AddEmbedCacheListeners(this WebApplicationBuilder builder)
     {
         var endpoints = new ServiceEndpoints();
         builder.Services.AddSingleton(endpoints);
+        builder.Services.AddSingleton<UnixSocketListener>();
+        // Kestrel binds every endpoint through this hook; the Unix socket is bound by UnixSocketListener, which
+        // sets its mode and group before the path appears (see there).
+        builder.Services.AddOptions<SocketTransportOptions>().Configure<IServiceProvider>((sockets, services) =>
+        {
+            var bindDefault = sockets.CreateBoundListenSocket;
+            sockets.CreateBoundListenSocket = endpoint =>
+                endpoint is UnixDomainSocketEndPoint unix && services.GetRequiredService<UnixSocketListener>() is var listener && listener.Owns(unix)
+                    ? listener.Bind()
+                    : bindDefault(endpoint);
+        });
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             var options = kestrel.ApplicationServices.GetRequiredService<IOptions<EmbedCacheOptions>>().Value;
@@ -182,6 +198,12 @@ public static class EmbedCacheHost
                 http = o;
             });
             endpoints.Set(grpc!, http!);
+            // Last: when it cannot be bound (a live socket at the path), Kestrel releases the ports bound before it.
+            if (UnixSocketListener.FullPath(options) is { } unixSocket)
+            {
+                kestrel.ListenUnixSocket(unixSocket, o => o.Protocols = HttpProtocols.Http2);
+                endpoints.UnixSocketPath = unixSocket;
+            }
         });
     }
 

@@ -23,6 +23,15 @@ public sealed class EmbedCacheOptions
     public int HttpPort { get; set; } = 8080;
 
     /// <summary>
+    /// An absolute path: gRPC is also served on a Unix domain socket there (HTTP/2, no TLS; the same services and API
+    /// keys). Empty (the default) turns it off. The socket is owner-only (0600) unless <see cref="UnixSocketGroup"/> is set.
+    /// </summary>
+    public string? UnixSocketPath { get; set; }
+
+    /// <summary>A group name: the socket at <see cref="UnixSocketPath"/> is then 0660 and owned by this group.</summary>
+    public string? UnixSocketGroup { get; set; }
+
+    /// <summary>
     /// Directory of the persistent store. Empty means the default, <see cref="DefaultSaveDirectory"/>
     /// (<c>$XDG_DATA_HOME/embedcache</c>, else <c>~/.local/share/embedcache</c>); <c>Store:MemoryOnly</c> keeps the
     /// cache in memory instead.
@@ -279,6 +288,7 @@ public sealed class EmbedCacheOptionsValidator : IValidateOptions<EmbedCacheOpti
             errors.Add($"{p}Limits:MaxFeatureBytesPerRequest must be >= 1 (was {l.MaxFeatureBytesPerRequest})");
         errors.AddRange(Security.ApiKeySet.Validate(options));
         errors.AddRange(Security.TlsSetup.Validate(options.Tls));
+        errors.AddRange(UnixSocketListener.Validate(options));
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

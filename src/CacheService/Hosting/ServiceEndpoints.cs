@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 namespace EmbedCache.Service.Hosting;
 
 /// <summary>
-/// The two listeners as actually bound. With port 0 in config, Kestrel picks a free port
+/// The listeners as actually bound. With port 0 in config, Kestrel picks a free port
 /// and writes it back into the listen options; tests and the start-up log read it here.
 /// </summary>
 public sealed class ServiceEndpoints
@@ -22,6 +22,12 @@ public sealed class ServiceEndpoints
     public bool GrpcUsesTls { get; internal set; }
 
     public IPEndPoint Grpc => Endpoint(_grpc, "gRPC");
+
+    /// <summary>The full path of the gRPC Unix domain socket (EmbedCache:UnixSocketPath), or null when there is none.</summary>
+    public string? UnixSocketPath { get; internal set; }
+
+    /// <summary><see cref="UnixSocketPath"/> as a client address, <c>unix:///path</c>, or null.</summary>
+    public Uri? UnixSocketUri => UnixSocketPath is null ? null : new Uri("unix://" + UnixSocketPath);
 
     public IPEndPoint Http => Endpoint(_http, "HTTP");
 

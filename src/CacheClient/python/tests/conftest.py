@@ -1,7 +1,7 @@
 """Fixtures: the real service, built from src/CacheService, run as a child process on loopback.
 
 The service is `dotnet EmbedCache.CacheService.dll` with free ports (the start-up log line says which),
-a temp SaveDir, API keys, and two extra encoders so every stored dtype is covered:
+a Unix socket in a temp directory, a temp SaveDir, API keys, and two extra encoders so every stored dtype is covered:
 `half` (random-mlp, float16) and `bf` (random-mlp, bfloat16). `digits` is prewarmed for
 random-mlp, half and bf once per session.
 
@@ -28,7 +28,7 @@ import embedcache
 TRAINER_KEY = "trainer-key-python-tests-0001"
 ADMIN_KEY = "admin-key-python-tests-000001"
 ENCODERS = {"float32": "random-mlp", "float16": "half", "bfloat16": "bf"}
-LISTENING = re.compile(r"listening: gRPC (?P<grpc>https?://\S+?)/?, HTTP (?P<http>https?://\S+?)/?$")
+LISTENING = re.compile(r"listening: gRPC (?P<grpc>https?://\S+?)/?, HTTP (?P<http>https?://\S+?)/?(?:, gRPC (?P<unix>unix:\S+))?$")
 
 
 def repo_root() -> Optional[pathlib.Path]:
@@ -63,6 +63,7 @@ class ServiceProcess:
             cwd=dll.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "DOTNET_NOLOGO": "1"})
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.unix_address: Optional[str] = None  # unix:///path with --EmbedCache:UnixSocketPath
         self.grpc = self._wait_listening()
         self.address = self.grpc.split("://", 1)[1]
 
@@ -85,6 +86,7 @@ class ServiceProcess:
                     ready_by = time.monotonic() + 60
                     while time.monotonic() < ready_by and not any("EmbedCache ready" in l for l in list(self.lines)):
                         time.sleep(0.05)
+                    self.unix_address = m.group("unix")
                     return m.group("grpc")
             if self.process.poll() is not None:
                 self._reader.join(5)
@@ -111,6 +113,8 @@ def service(tmp_path_factory):
         "--EmbedCache:Encoders:bf:Kind=random-mlp", "--EmbedCache:Encoders:bf:DType=BFloat16",
         # never prewarmed: streaming it fails with FAILED_PRECONDITION
         "--EmbedCache:Encoders:cold:Kind=random-mlp", "--EmbedCache:Encoders:cold:Seed=7",
+        # gRPC on a Unix socket too (test_unix_socket.py)
+        f"--EmbedCache:UnixSocketPath={tmp_path_factory.mktemp('socket') / 'ec.sock'}",  # short: at most 107 bytes
     ]
     s = ServiceProcess(args, tmp_path_factory.mktemp("savedir"))
     yield s
