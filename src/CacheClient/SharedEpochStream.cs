@@ -12,7 +12,7 @@ namespace EmbedCache.Client;
 /// <see cref="DatasetBatch"/> StreamDataset would have sent, its embeddings a view of the ring (pooled) or a copy
 /// (owned). Ring space is given back when the caller asks for the next batch (pooled) or at once (owned).
 /// </summary>
-internal static unsafe class SharedEpochStream
+internal static class SharedEpochStream
 {
     public static async IAsyncEnumerable<DatasetBatch> ReadAsync(EmbeddingCache.EmbeddingCacheClient cache, StreamDatasetRequest request,
         long ringBytes, bool pooled, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -28,17 +28,29 @@ internal static unsafe class SharedEpochStream
         await call.RequestStream.WriteAsync(new SharedStreamMessage { Ack = new SharedStreamAck { Released = 0 } }, cancellationToken).ConfigureAwait(false);
 
         ulong? release = null;
+        var last = false;
         while (true)
         {
             if (release is { } position)
             {
-                await call.RequestStream.WriteAsync(new SharedStreamMessage { Ack = new SharedStreamAck { Released = position } }, cancellationToken).ConfigureAwait(false);
+                await AckAsync(call, position, complete: last, cancellationToken).ConfigureAwait(false);
                 release = null;
             }
 
-            if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
-                break;
-            var shared = call.ResponseStream.Current.Batch
+            SharedStreamEvent next;
+            try
+            {
+                if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+                    break;
+                next = call.ResponseStream.Current;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested)
+            {
+                // Not cancelled here: the service or the connection went away mid-stream.
+                throw new RpcException(new Status(StatusCode.Unavailable, $"the shared-memory stream broke off: the service or its connection went away ({e.Status.Detail})", e));
+            }
+
+            var shared = next.Batch
                 ?? throw new RpcException(new Status(StatusCode.Internal, "the service sent a shared-memory event that is not a batch"));
             var batch = shared.Batch;
             if (shared.Rows.Count != batch.Results.Count)
@@ -52,23 +64,37 @@ internal static unsafe class SharedEpochStream
                 end = Math.Max(end, span.Position + span.Length);
             }
 
+            // The last batch: once it is released the trainer closes its side, and the service then ends the call.
+            var elements = batch.Labels?.Pairs is { } pairs && pairs.AIndex.Count > 0 ? pairs.AIndex.Count : batch.Indices.Count;
+            last = batch.Offset + (ulong)elements >= batch.Total;
             if (pooled)
-            {
                 release = end; // the caller reads the ring until it asks for the next batch
-            }
-            else if (shared.Rows.Count > 0)
-            {
-                await call.RequestStream.WriteAsync(new SharedStreamMessage { Ack = new SharedStreamAck { Released = end } }, cancellationToken).ConfigureAwait(false);
-            }
+            else
+                await AckAsync(call, end, complete: last, cancellationToken).ConfigureAwait(false);
 
             yield return batch;
         }
+    }
 
-        await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+    /// <summary>
+    /// Releases ring space up to <paramref name="position"/> (and closes the trainer's side after the last batch). A
+    /// write that fails because the call is over is left to the next read, which reports the call's real status.
+    /// </summary>
+    private static async Task AckAsync(AsyncDuplexStreamingCall<SharedStreamMessage, SharedStreamEvent> call, ulong position, bool complete, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await call.RequestStream.WriteAsync(new SharedStreamMessage { Ack = new SharedStreamAck { Released = position } }, cancellationToken).ConfigureAwait(false);
+            if (complete)
+                await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is RpcException or InvalidOperationException or IOException)
+        {
+        }
     }
 
     /// <summary>The ring, mapped read-only.</summary>
-    private sealed class RingMapping : MemoryManager<byte>
+    private sealed unsafe class RingMapping : MemoryManager<byte>
     {
         private readonly MemoryMappedFile _file;
         private readonly MemoryMappedViewAccessor _view;

@@ -3,6 +3,7 @@ using EmbedCache.Client;
 using EmbedCache.Contract.V1;
 using EmbedCache.Service.Grpc;
 using EmbedCache.TestSupport;
+using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -12,6 +13,7 @@ namespace EmbedCache.CacheService.Tests;
 /// The shared-memory epoch stream for trainers on the service's host: the same batches as StreamDataset bit for bit,
 /// rings that go away with their reader or their service, and only the socket's owner with a key gets one.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed partial class SharedMemoryEpochTests
 {
     private const string TrainerKey = "trainer-key-shared-memory-0001";
@@ -188,7 +190,8 @@ public sealed partial class SharedMemoryEpochTests
     [Fact]
     public async Task AReaderThatStopsReading_IsCutOffAfterTheSlowReaderBudget_AndARingTooSmallIsRefused()
     {
-        await using var f = await Fixture.StartAsync(true, "--EmbedCache:SharedMemory:SlowReaderSeconds=1");
+        await using var f = await Fixture.StartAsync(true, "--EmbedCache:SharedMemory:SlowReaderSeconds=1",
+            "--EmbedCache:Encoders:wide:Kind=random-mlp", "--EmbedCache:Encoders:wide:Dim=1024");
         using var client = f.Client(TrainerKey, SharedMemoryMode.Require);
         using var call = client.Cache.StreamDatasetShared();
         // 1 MiB ring, batches of 512 rows × 1,024 B (three encoders: 512 + 256 + 256 B per row): two fit, then no acks.
@@ -205,8 +208,14 @@ public sealed partial class SharedMemoryEpochTests
         Assert.Contains("SlowReaderSeconds", e.Status.Detail, StringComparison.Ordinal);
         Assert.Equal(2, batches);
 
+        using (var admin = f.Client(AdminKey, SharedMemoryMode.Off, unix: false))
+        {
+            await foreach (var p in admin.PrewarmAsync(new PrewarmRequest { Dataset = "digits", Splits = { "train" }, Encoders = { "wide" } }))
+                Assert.NotEqual(JobState.Failed, p.State);
+        }
+
         using var small = f.Client(TrainerKey, SharedMemoryMode.Require);
-        var tooBig = Request(4096, false, 0, 0); // 4,096 × 512 B = 2 MiB of random-mlp rows
+        var tooBig = new StreamDatasetRequest { Dataset = "digits", Split = "train", Encoders = { "wide" }, BatchSize = 1024 }; // 1,024 × 4 KiB = 4 MiB
         var refused = await Assert.ThrowsAsync<RpcException>(async () =>
         {
             using var c = small.Cache.StreamDatasetShared();
@@ -232,6 +241,7 @@ public sealed partial class SharedMemoryEpochTests
         [
             "epoch", "--service", "unix://" + f.Socket, "--api-key", TrainerKey, "--shared", "require", "--dataset", "digits", "--split", "train",
             "--encoder", "random-mlp", "--batch-size", "64", "--out", temp.Path, "--pause-after", "3",
+            "--ring-bytes", "1048576", // 10 batches of 96 KiB: the service waits for ring space while the reader is paused
         ]);
         await reader.WaitForLineAsync(Paused(), "the reader to pause mid-epoch");
         var streams = f.Service.Services.GetRequiredService<SharedStreams>();
@@ -253,7 +263,7 @@ public sealed partial class SharedMemoryEpochTests
         var rings = dir.Combine("rings");
         Directory.CreateDirectory(rings);
         // Left by a service that died before its trainer mapped the ring (pid 2^22 + 1 is above Linux's pid_max).
-        var stale = Path.Combine(rings, $"{SharedRing.FilePrefix}4194305-0123456789abcdef");
+        var stale = Path.Combine(rings, "embedcache-ring-4194305-0123456789abcdef");
         File.WriteAllBytes(stale, new byte[4096]);
         string[] args =
         [

@@ -5,7 +5,8 @@ using System.Text.Json;
 using EmbedCache.Client;
 using EmbedCache.Contract.V1;
 
-// Every command takes --shared auto|off|require (epoch streams over shared memory; default auto: on a unix:// service).
+// Every command takes --shared auto|off|require (epoch streams over shared memory; default auto: on a unix:// service)
+// and --ring-bytes N (the shared-memory ring to ask for; default the service's).
 // epoch --service URL --dataset D --split S --encoder E [--batch-size N] [--seed N] [--epoch N] [--shuffle] [--start-offset N] --out DIR
 //   [--pause-after N]: after N batches, print "paused" and wait to be killed (a reader that dies mid-epoch)
 //   writes DIR/embeddings.bin (every batch's packed rows, as received), indices.bin (uint64) and labels.bin (int64)
@@ -48,6 +49,7 @@ static EmbedCacheClient Connect(Options o) => new(new EmbedCacheClientOptions
         "require" => SharedMemoryMode.Require,
         var other => throw new ArgumentException($"--shared must be auto, off or require (was '{other}')"),
     },
+    SharedMemoryRingBytes = long.Parse(o.Get("ring-bytes") ?? "0", CultureInfo.InvariantCulture),
     Log = line => Console.Error.WriteLine(line),
 });
 

@@ -68,6 +68,13 @@ internal sealed partial class EmbeddingCacheService
                     await responseStream.WriteAsync(new SharedStreamEvent { Batch = message }, done.Token);
                 }
             }
+
+            // The trainer closes its side once it has released the last batch; ending the call before that would reset
+            // a stream it is still writing acks to. A trainer that never does is not waited for beyond the budget.
+            await acks.WaitAsync(slowReader, token).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
         }
         catch (OperationCanceledException) when (acks.IsFaulted)
         {
