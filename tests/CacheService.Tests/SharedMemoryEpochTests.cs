@@ -188,6 +188,31 @@ public sealed partial class SharedMemoryEpochTests
     }
 
     [Fact]
+    public async Task WithAUnixSocketGroup_TheRingIsReadableByThatGroup()
+    {
+        await using var f = await Fixture.StartAsync(false, "--EmbedCache:UnixSocketGroup=daemon");
+        using var client = f.Client(TrainerKey, SharedMemoryMode.Require);
+        using var call = client.Cache.StreamDatasetShared();
+        await call.RequestStream.WriteAsync(new SharedStreamMessage { Open = new SharedStreamOpen { Request = Request(64, false, 0, 0), RingBytes = 1 << 20 } });
+        // Nothing is prewarmed: the stream fails before a ring is made. Prewarm, then ask again.
+        var e = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext());
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        using (var admin = f.Client(AdminKey, SharedMemoryMode.Off, unix: false))
+        {
+            await foreach (var p in admin.PrewarmAsync(new PrewarmRequest { Dataset = "digits", Splits = { "train" }, Encoders = { "random-mlp", "half", "bf" } }))
+                Assert.NotEqual(JobState.Failed, p.State);
+        }
+
+        using var again = client.Cache.StreamDatasetShared();
+        await again.RequestStream.WriteAsync(new SharedStreamMessage { Open = new SharedStreamOpen { Request = Request(64, false, 0, 0), RingBytes = 1 << 20 } });
+        Assert.True(await again.ResponseStream.MoveNext());
+        var ring = again.ResponseStream.Current.Ring.Path;
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(ring));
+        var stat = await ProgramRun.RunAsync("stat", ["-c", "%G", ring]);
+        Assert.Equal("daemon", stat.Output.Trim());
+    }
+
+    [Fact]
     public async Task AReaderThatStopsReading_IsCutOffAfterTheSlowReaderBudget_AndARingTooSmallIsRefused()
     {
         await using var f = await Fixture.StartAsync(true, "--EmbedCache:SharedMemory:SlowReaderSeconds=1",

@@ -4,7 +4,8 @@ namespace EmbedCache.Trainer.Tests;
 
 /// <summary>
 /// The case Quaterion cannot do: several training processes sharing one cache and its labels.
-/// The built service and three trainer processes, on the shipped digits dataset.
+/// The built service and three trainer processes, on the shipped digits dataset: two over TCP (gRPC epochs), one on
+/// the service's Unix socket (epochs through a shared-memory ring).
 /// </summary>
 public sealed class EndToEndTests
 {
@@ -16,18 +17,23 @@ public sealed class EndToEndTests
     {
         using var dir = new TempDirectory("e2e");
         using var service = ChildProcess.Start(RepoPaths.BuiltAssembly("CacheService", "EmbedCache.CacheService"),
-            ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}"]);
+            ["--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={dir.Combine("save")}",
+             $"--EmbedCache:UnixSocketPath={dir.Combine("s.sock")}", $"--EmbedCache:SharedMemory:Directory={dir.Path}"]);
         var address = (await service.WaitForListeningAsync()).Grpc.ToString();
         var trainerDll = RepoPaths.BuiltAssembly("Trainer", "EmbedCache.Trainer");
+        string[] addresses = [address, address, "unix://" + dir.Combine("s.sock")];
 
         var trainers = Enumerable.Range(0, 3).Select(i => ChildProcess.Start(trainerDll,
-            ["train", "--dataset", "digits", "--encoder", "random-mlp", "--service", address, "--epochs", "4", "--seed", "42",
+            ["train", "--dataset", "digits", "--encoder", "random-mlp", "--service", addresses[i], "--epochs", "4", "--seed", "42",
              "--out", dir.Combine($"trainer{i}")])).ToList();
         try
         {
             var exits = await Task.WhenAll(trainers.Select((t, i) => t.WaitForExitAsync($"trainer {i} to finish", TimeSpan.FromMinutes(5))));
             for (var i = 0; i < trainers.Count; i++)
                 Assert.True(exits[i] == 0, $"trainer {i} exited {exits[i]}:\n{trainers[i].Output}");
+            // One line each says which path the epochs took.
+            Assert.Contains("epoch streams: gRPC (the service at", trainers[0].Output, StringComparison.Ordinal);
+            Assert.Contains("epoch streams: shared memory (the service is on this host (unix://", trainers[2].Output, StringComparison.Ordinal);
         }
         finally
         {
@@ -51,7 +57,8 @@ public sealed class EndToEndTests
         // The cache started empty: some trainer's epoch 1 paid for the encoding.
         Assert.Contains(runs, r => r.Epochs[0].Fill);
 
-        // Same seed, same epochs: every process received the same order, labels and embedding bits.
+        // Same seed, same epochs: every process received the same order, labels and embedding bits, through shared
+        // memory as through gRPC.
         for (var epoch = 0; epoch < 4; epoch++)
         {
             var digests = runs.Select(r => r.Epochs[epoch].DataDigest).ToList();

@@ -29,7 +29,8 @@ internal sealed partial class EmbeddingCacheService
         var streamRequest = await PrepareStreamAsync(open.Request ?? throw new InvalidRequestException("open.request", "missing"), token);
 
         var slowReader = TimeSpan.FromSeconds(shared.SlowReaderSeconds);
-        using var ring = SharedRing.Create(shared.Directory, size, slowReader);
+        var group = options.Value.UnixSocketGroup is { Length: > 0 } name && !string.IsNullOrWhiteSpace(name) ? Hosting.UnixSocketListener.GroupId(name) : null;
+        using var ring = SharedRing.Create(shared.Directory, size, slowReader, group);
         using var tracked = sharedStreams.Track();
         await responseStream.WriteAsync(new SharedStreamEvent { Ring = new SharedRingFile { Path = ring.Path, Size = (ulong)ring.Size } }, token);
 

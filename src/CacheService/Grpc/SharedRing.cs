@@ -74,8 +74,11 @@ internal sealed unsafe class SharedRing : IRowDestination, IDisposable
 
     public long Size { get; }
 
-    /// <summary>Creates the ring file (0600) in <paramref name="directory"/> and maps it.</summary>
-    public static SharedRing Create(string directory, long size, TimeSpan slowReader)
+    /// <summary>
+    /// Creates the ring file in <paramref name="directory"/> and maps it: 0600, or 0640 with group
+    /// <paramref name="groupId"/> (the Unix socket's group, whose members may connect).
+    /// </summary>
+    public static SharedRing Create(string directory, long size, TimeSpan slowReader, uint? groupId = null)
     {
         if (!OperatingSystem.IsLinux())
             throw new PlatformNotSupportedException("shared-memory epoch streams need Linux (an owner-only file under /dev/shm)");
@@ -89,6 +92,8 @@ internal sealed unsafe class SharedRing : IRowDestination, IDisposable
         });
         try
         {
+            if (groupId is { } gid && !Hosting.UnixSocketListener.TryShareWithGroup(path, gid, out var error))
+                throw new InvalidOperationException($"cannot give the shared-memory ring to the socket's group ({error})");
             stream.SetLength(size);
             var file = MemoryMappedFile.CreateFromFile(stream, null, size, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
             var view = file.CreateViewAccessor(0, size, MemoryMappedFileAccess.ReadWrite);

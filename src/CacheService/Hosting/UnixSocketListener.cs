@@ -204,6 +204,24 @@ internal sealed partial class UnixSocketListener(
     }
 
     /// <summary>The id of a group by name (NSS: /etc/group, LDAP, …), or null when there is none.</summary>
+    /// <summary>
+    /// Gives a file the socket's group with read access for it (a shared-memory ring: members of the socket's group may
+    /// connect, so they may map their ring too). False, with errno's message, when the process may not.
+    /// </summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    internal static bool TryShareWithGroup(string path, uint gid, out string? error)
+    {
+        error = null;
+        if (chown(path, uint.MaxValue, gid) != 0)
+        {
+            error = Marshal.GetLastPInvokeErrorMessage();
+            return false;
+        }
+
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        return true;
+    }
+
     internal static uint? GroupId(string name)
     {
         var buffer = new byte[1024];
