@@ -174,8 +174,11 @@ public sealed class EmbedCacheOptions
         /// <summary>Where ring files are created (owner-only, unlinked once the trainer has mapped them).</summary>
         public string Directory { get; set; } = "/dev/shm";
 
-        /// <summary>Ring size when the trainer does not ask for one; a trainer may ask for 1 MiB .. 1 GiB.</summary>
-        public long RingBytes { get; set; } = 256L << 20;
+        /// <summary>
+        /// Ring size when the trainer does not ask for one; a trainer may ask for 1 MiB .. 1 GiB. Small enough that one
+        /// epoch reuses its pages (a fresh page costs a fault on both sides), large enough to run several batches ahead.
+        /// </summary>
+        public long RingBytes { get; set; } = 16L << 20;
 
         /// <summary>How long a trainer may keep the ring full (or not map it) before its stream is cut off.</summary>
         public int SlowReaderSeconds { get; set; } = 30;

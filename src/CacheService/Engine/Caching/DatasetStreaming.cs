@@ -103,6 +103,8 @@ public sealed class EncoderRows : IDisposable
 
     internal Span<byte> Writable => _rows.Span;
 
+    internal Memory<byte> Memory => _rows;
+
     public void Dispose()
     {
         _rows = default;
@@ -251,7 +253,7 @@ public sealed partial class CacheEngine
         using var lease = Sessions.Rent();
         var session = lease.Session;
         var keys = KeysFor(session, manifest, indices);
-        var results = ReadRows(session, encoders, keys, request, cancellationToken);
+        var results = ReadRows(session, request.Rows is null ? null : Sessions, encoders, keys, request, cancellationToken);
         long[]? groups = null;
         if (request.IncludeLabels && manifest.Labels == DatasetLabelKind.Group)
         {
@@ -292,7 +294,7 @@ public sealed partial class CacheEngine
 
         var indices = items.ToArray();
         var keys = KeysFor(session, manifest, indices);
-        var results = ReadRows(session, encoders, keys, request, cancellationToken);
+        var results = ReadRows(session, request.Rows is null ? null : Sessions, encoders, keys, request, cancellationToken);
         return new StreamBatch(offset, total, indices, results) { Pairs = request.IncludeLabels ? pairs : null };
     }
 
@@ -307,8 +309,21 @@ public sealed partial class CacheEngine
         return keys;
     }
 
-    private static EncoderRows[] ReadRows(StoreSession session, EncoderEntry[] encoders, ItemKeyBatch keys, StreamRequest request, CancellationToken cancellationToken)
+    /// <summary>Batches at least this large are read by two threads when the rows go to a ring (see <see cref="ReadRows"/>).</summary>
+    private const int ParallelReadMin = 512;
+
+    /// <summary>
+    /// Reads every encoder's rows of a batch. With <paramref name="helpers"/> (the shared-memory path, where nothing else
+    /// is left to overlap with the store's reads: no wire to write) a large batch is read in two halves at once, the
+    /// second on another session.
+    /// </summary>
+    private static EncoderRows[] ReadRows(StoreSession session, SessionPool? helpers, EncoderEntry[] encoders, ItemKeyBatch keys, StreamRequest request, CancellationToken cancellationToken)
     {
+        var parallel = helpers is not null && keys.Count >= ParallelReadMin && Environment.ProcessorCount > 1;
+        var half = keys.Count / 2;
+        var (firstHalf, secondHalf) = parallel
+            ? (keys.Select(Enumerable.Range(0, half).ToArray()), keys.Select(Enumerable.Range(half, keys.Count - half).ToArray()))
+            : (keys, keys);
         var results = new EncoderRows[encoders.Length];
         var n = keys.Count;
         var mask = new byte[(n + 7) / 8];
@@ -329,7 +344,26 @@ public sealed partial class CacheEngine
                 }
 
                 Array.Clear(mask);
-                var found = session.Get(encoder.Namespace, keys, results[e].Writable, mask, cancellationToken);
+                int found;
+                if (parallel)
+                {
+                    var rows = results[e].Memory;
+                    var split = half * encoder.RowBytes;
+                    int foundFirst = 0, foundSecond = 0;
+                    Parallel.Invoke(
+                        () => foundFirst = session.Get(encoder.Namespace, firstHalf, rows.Span[..split], new byte[(half + 7) / 8], cancellationToken),
+                        () =>
+                        {
+                            using var lease = helpers!.Rent();
+                            foundSecond = lease.Session.Get(encoder.Namespace, secondHalf, rows.Span[split..], new byte[(keys.Count - half + 7) / 8], cancellationToken);
+                        });
+                    found = foundFirst + foundSecond;
+                }
+                else
+                {
+                    found = session.Get(encoder.Namespace, keys, results[e].Writable, mask, cancellationToken);
+                }
+
                 encoder.RecordLookup(found, n - found);
                 if (found != n)
                     throw new NotCachedException($"{n - found} embeddings of encoder '{encoder.Name}' for split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)} are missing (dropped or evicted?): prewarm it again");
