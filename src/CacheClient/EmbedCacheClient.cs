@@ -150,36 +150,31 @@ public sealed class EmbedCacheClient : IDisposable
     public IAsyncEnumerable<DatasetBatch> StreamEpochPooledAsync(StreamDatasetRequest request, CancellationToken cancellationToken = default) =>
         StreamCoreAsync(request, pooled: true, cancellationToken);
 
+    /// <summary>
+    /// One epoch, over the shared-memory ring or gRPC (see <see cref="UseSharedMemory"/>); when the service goes away
+    /// (UNAVAILABLE) the epoch resumes at the first batch not yet yielded, up to the configured attempts.
+    /// </summary>
     private async IAsyncEnumerable<DatasetBatch> StreamCoreAsync(StreamDatasetRequest request, bool pooled,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        if (UseSharedMemory())
-        {
-            await foreach (var batch in SharedCoreAsync(request, pooled, cancellationToken).ConfigureAwait(false))
-                yield return batch;
-            yield break;
-        }
-
+        Func<StreamDatasetRequest, IAsyncEnumerable<DatasetBatch>> open = UseSharedMemory()
+            ? next => SharedEpochStream.ReadAsync(Cache, next, _options.SharedMemoryRingBytes, pooled, cancellationToken)
+            : next => GrpcEpochAsync(next, pooled, cancellationToken);
         var next = request.Clone();
         var attempt = 0;
-        PooledBatches.Pooled<DatasetBatch>? lent = null;
-        try
+        while (true)
         {
-            while (true)
+            var batches = open(next).GetAsyncEnumerator(cancellationToken);
+            try
             {
-                using var call = Invoker.AsyncServerStreamingCall(pooled ? PooledBatches.StreamDataset : PooledBatches.StreamDatasetOwned, null,
-                    new CallOptions(cancellationToken: cancellationToken), next);
                 while (true)
                 {
                     DatasetBatch batch;
                     try
                     {
-                        lent?.Release();
-                        lent = null;
-                        if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+                        if (!await batches.MoveNextAsync().ConfigureAwait(false))
                             yield break;
-                        lent = call.ResponseStream.Current;
-                        batch = lent.Message;
+                        batch = batches.Current;
                     }
                     catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && ++attempt < _options.MaxAttempts)
                     {
@@ -191,6 +186,28 @@ public sealed class EmbedCacheClient : IDisposable
                     next.StartOffset = batch.Offset + (ulong)(batch.Labels?.Pairs is { } p && p.AIndex.Count > 0 ? p.AIndex.Count : batch.Indices.Count);
                     yield return batch;
                 }
+            }
+            finally
+            {
+                await batches.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>One StreamDataset call; a pooled batch's buffer goes back when the next batch is asked for.</summary>
+    private async IAsyncEnumerable<DatasetBatch> GrpcEpochAsync(StreamDatasetRequest request, bool pooled, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var call = Invoker.AsyncServerStreamingCall(pooled ? PooledBatches.StreamDataset : PooledBatches.StreamDatasetOwned, null,
+            new CallOptions(cancellationToken: cancellationToken), request);
+        PooledBatches.Pooled<DatasetBatch>? lent = null;
+        try
+        {
+            while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            {
+                lent = call.ResponseStream.Current;
+                yield return lent.Message;
+                lent.Release();
+                lent = null;
             }
         }
         finally
@@ -221,44 +238,6 @@ public sealed class EmbedCacheClient : IDisposable
         if (Interlocked.Exchange(ref _transportLogged, 1) == 0)
             _options.Log?.Invoke($"epoch streams: {(shared ? "shared memory" : "gRPC")} ({why})");
         return shared;
-    }
-
-    /// <summary>An epoch over the shared-memory ring, resumed where it stopped if the service goes away (UNAVAILABLE).</summary>
-    private async IAsyncEnumerable<DatasetBatch> SharedCoreAsync(StreamDatasetRequest request, bool pooled,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        var next = request.Clone();
-        var attempt = 0;
-        while (true)
-        {
-            var batches = SharedEpochStream.ReadAsync(Cache, next, _options.SharedMemoryRingBytes, pooled, cancellationToken).GetAsyncEnumerator(cancellationToken);
-            try
-            {
-                while (true)
-                {
-                    DatasetBatch batch;
-                    try
-                    {
-                        if (!await batches.MoveNextAsync().ConfigureAwait(false))
-                            yield break;
-                        batch = batches.Current;
-                    }
-                    catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && ++attempt < _options.MaxAttempts)
-                    {
-                        await Task.Delay(Backoff(attempt), cancellationToken).ConfigureAwait(false);
-                        break;
-                    }
-
-                    attempt = 0;
-                    next.StartOffset = batch.Offset + (ulong)(batch.Labels?.Pairs is { } p && p.AIndex.Count > 0 ? p.AIndex.Count : batch.Indices.Count);
-                    yield return batch;
-                }
-            }
-            finally
-            {
-                await batches.DisposeAsync().ConfigureAwait(false);
-            }
-        }
     }
 
     /// <summary>Starts (or attaches to) a prewarm job and yields its progress until it ends.</summary>
