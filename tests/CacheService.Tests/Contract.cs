@@ -56,6 +56,20 @@ internal sealed class Contract(GrpcChannel channel)
 
     public static bool IsFound(ByteString mask, int i) => (mask[i >> 3] & (1 << (i & 7))) != 0;
 
+    /// <summary>The status a call ends with: OK, or its RpcException's code and detail.</summary>
+    public static async Task<(StatusCode Code, string Detail)> StatusAndDetail(Func<Task> call)
+    {
+        try
+        {
+            await call();
+            return (StatusCode.OK, "");
+        }
+        catch (RpcException e)
+        {
+            return (e.StatusCode, e.Status.Detail);
+        }
+    }
+
     public static async Task<List<PrewarmProgress>> PrewarmToEndAsync(CacheAdmin.CacheAdminClient admin, PrewarmRequest request)
     {
         request.Follow = true;

@@ -173,7 +173,7 @@ public sealed partial class ErrorContractTests
         var failures = new List<string>();
         foreach (var c in Cases.Where(c => c.Scene == scene))
         {
-            var (code, detail) = await StatusAndDetail(() => c.Call(s));
+            var (code, detail) = await Contract.StatusAndDetail(() => c.Call(s));
             if (code != c.Expected)
                 failures.Add($"{c.Name}: expected {c.Expected}, got {code} ({detail})");
             foreach (var name in c.Names)
@@ -228,7 +228,7 @@ public sealed partial class ErrorContractTests
         var failures = new List<string>();
         foreach (var (name, expected, call) in cases)
         {
-            var (code, detail) = await StatusAndDetail(call);
+            var (code, detail) = await Contract.StatusAndDetail(call);
             var bytes = Encoding.UTF8.GetByteCount(detail);
             if (code != expected || bytes > MaxMessageBytes || detail.Contains(new string('a', 100), StringComparison.Ordinal))
                 failures.Add($"{name}: expected {expected} with a short message, got {code} ({bytes} bytes: {Shorten(detail)})");
@@ -451,19 +451,6 @@ public sealed partial class ErrorContractTests
             b.Dispose();
             var limiter = s.Service.Services.GetRequiredService<CallerStreamLimiter>();
             await Wait.UntilAsync(() => limiter.Open(Caller) == 0, "the held streams to end on the server");
-        }
-    }
-
-    private static async Task<(StatusCode Code, string Detail)> StatusAndDetail(Func<Task> call)
-    {
-        try
-        {
-            await call();
-            return (StatusCode.OK, "");
-        }
-        catch (RpcException e)
-        {
-            return (e.StatusCode, e.Status.Detail);
         }
     }
 

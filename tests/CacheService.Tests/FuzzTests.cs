@@ -61,7 +61,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
         {
             foreach (var (name, request, expected) in BadLookups(random, dim))
             {
-                var (code, detail) = await StatusAndDetail(() => c.Cache.LookupAsync(request).ResponseAsync);
+                var (code, detail) = await Contract.StatusAndDetail(() => c.Cache.LookupAsync(request).ResponseAsync);
                 Assert.True(code == expected, $"{name}: expected {expected}, got {code} ({detail})");
                 Assert.False(string.IsNullOrWhiteSpace(detail), $"{name}: the status has no message");
                 Count(name);
@@ -268,19 +268,6 @@ public sealed class FuzzTests(ITestOutputHelper output)
         var request = new StreamDatasetRequest { Dataset = "digits", Split = "train", BatchSize = 1, Encoders = { Mlp } };
         using var call = c.Cache.StreamDataset(request);
         await call.ResponseHeadersAsync;
-    }
-
-    private static async Task<(StatusCode Code, string Detail)> StatusAndDetail(Func<Task> call)
-    {
-        try
-        {
-            await call();
-            return (StatusCode.OK, "");
-        }
-        catch (RpcException e)
-        {
-            return (e.StatusCode, e.Status.Detail);
-        }
     }
 
     private static async Task ReadAllAsync(Contract c, StreamDatasetRequest request)

@@ -29,8 +29,7 @@ internal sealed partial class EmbeddingCacheService
         var streamRequest = await PrepareStreamAsync(open.Request ?? throw new InvalidRequestException("open.request", "missing"), token);
 
         var slowReader = TimeSpan.FromSeconds(shared.SlowReaderSeconds);
-        var group = options.Value.UnixSocketGroup is { Length: > 0 } name && !string.IsNullOrWhiteSpace(name) ? Hosting.UnixSocketListener.GroupId(name) : null;
-        using var ring = SharedRing.Create(shared.Directory, size, slowReader, group);
+        using var ring = SharedRing.Create(shared.Directory, size, slowReader, _ringGroup.Value);
         using var tracked = sharedStreams.Track();
         await responseStream.WriteAsync(new SharedStreamEvent { Ring = new SharedRingFile { Path = ring.Path, Size = (ulong)ring.Size } }, token);
 

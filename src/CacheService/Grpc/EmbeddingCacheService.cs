@@ -17,6 +17,11 @@ internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<Em
     private readonly EmbedCacheOptions.LimitSection _limits = options.Value.Limits;
     private readonly EmbedCacheOptions.SharedMemorySection _sharedMemory = options.Value.SharedMemory;
 
+    /// <summary>The Unix socket's group (its members may map their rings), looked up once; null without one.</summary>
+    private readonly Lazy<uint?> _ringGroup = new(() => options.Value.UnixSocketGroup is { Length: > 0 } name && !string.IsNullOrWhiteSpace(name)
+        ? Hosting.UnixSocketListener.GroupId(name)
+        : null);
+
     public override async Task<LookupResponse> Lookup(LookupRequest request, ServerCallContext context)
     {
         // Unary: the response is serialized after we return, so its buffers cannot be pooled.

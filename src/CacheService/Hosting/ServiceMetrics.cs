@@ -79,13 +79,8 @@ public sealed class ServiceMetrics
             "Gpu-tier namespaces that got no device memory (budget spent or the device refused) and are served from the Cpu tier.");
         _sharedRings = factory.CreateGauge("embedcache_shared_memory_rings", "Shared-memory epoch streams open now (one ring each).");
         _sharedStreams = factory.CreateCounter("embedcache_shared_memory_streams_total", "Shared-memory epoch streams opened since start.");
-        Registry.AddBeforeCollectCallback(() =>
-        {
-            _sharedRings.Set(shared.Open);
-            _sharedStreams.IncTo(shared.Total);
-        });
         DotNetStats.Register(Registry);
-        Registry.AddBeforeCollectCallback(() => Collect(host));
+        Registry.AddBeforeCollectCallback(() => Collect(host, shared));
         // Checkpoints are taken inside the store (periodic, after fills, admin, shutdown); the store
         // reports each one with its duration. The engine exists once it has started (after recovery).
         host.Ready.ContinueWith(ready =>
@@ -111,8 +106,12 @@ public sealed class ServiceMetrics
         _requests.WithLabels(method, code).Inc();
     }
 
-    private void Collect(EngineHost host)
+    private void Collect(EngineHost host, Grpc.SharedStreams shared)
     {
+        // Shared-memory streams are the host's, not the engine's: reported while the engine is still starting too.
+        _sharedRings.Set(shared.Open);
+        _sharedStreams.IncTo(shared.Total);
+
         Engine.Caching.CacheEngine engine;
         JobManager jobs;
         try
