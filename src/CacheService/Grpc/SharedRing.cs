@@ -5,35 +5,6 @@ using EmbedCache.Engine.Caching;
 
 namespace EmbedCache.Service.Grpc;
 
-/// <summary>Shared-memory epoch streams of this service: how many rings are open now, and how many were ever.</summary>
-public sealed class SharedStreams
-{
-    private long _open;
-    private long _total;
-
-    public long Open => Interlocked.Read(ref _open);
-
-    public long Total => Interlocked.Read(ref _total);
-
-    public IDisposable Track()
-    {
-        Interlocked.Increment(ref _open);
-        Interlocked.Increment(ref _total);
-        return new Closer(this);
-    }
-
-    private sealed class Closer(SharedStreams owner) : IDisposable
-    {
-        private int _closed;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _closed, 1) == 0)
-                Interlocked.Decrement(ref owner._open);
-        }
-    }
-}
-
 /// <summary>
 /// The service's side of a shared-memory epoch stream: an owner-only file, mapped read-write here and read-only by
 /// the trainer, into which the store reads each batch's rows directly (<see cref="IRowDestination"/>). Space is handed

@@ -492,13 +492,6 @@ internal sealed class GpuTable : IDisposable
             return (_segments[slot / _segmentRows].Rows, slot % _segmentRows);
     }
 
-    /// <summary>The slot a stored key's row is in, or -1.</summary>
-    internal int SlotOf(UInt128 key)
-    {
-        lock (_lock)
-            return _slots.TryGetValue(key, out var slot) ? slot : -1;
-    }
-
     public void Dispose()
     {
         lock (_lock)
