@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Engine.Encoders;
 using Microsoft.ML.OnnxRuntime;
 

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using Grpc.Net.Client;
 
 namespace EmbedCache.Bench;

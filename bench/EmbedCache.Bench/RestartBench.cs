@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
 
 namespace EmbedCache.Bench;

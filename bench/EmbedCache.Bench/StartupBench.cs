@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using SkiaSharp;
 
 namespace EmbedCache.Bench;

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using EmbedCache.Contract.V1;
 using Grpc.Core;
 
-namespace EmbedCache.Client;
+namespace EmbedCache.CacheClient;
 
 /// <summary>
 /// A data loader over the trainer's own items that fills the cache as it goes: a batch carries

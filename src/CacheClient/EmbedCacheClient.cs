@@ -7,7 +7,7 @@ using Grpc.Health.V1;
 using Grpc.Net.Client;
 using Grpc.Net.Client.Configuration;
 
-namespace EmbedCache.Client;
+namespace EmbedCache.CacheClient;
 
 /// <summary>
 /// Entry point for trainers and ops: one HTTP/2 channel to an EmbedCache service and typed

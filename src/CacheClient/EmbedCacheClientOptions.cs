@@ -1,6 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 
-namespace EmbedCache.Client;
+namespace EmbedCache.CacheClient;
 
 /// <summary>How a client reaches and calls an EmbedCache service.</summary>
 public sealed class EmbedCacheClientOptions

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using EmbedCache.Contract.V1;
 using Google.Protobuf;
 
-namespace EmbedCache.Client;
+namespace EmbedCache.CacheClient;
 
 /// <summary>Reading the packed embedding buffers of responses.</summary>
 public static class Embeddings

@@ -4,7 +4,7 @@ using System.Text;
 using EmbedCache.Contract.V1;
 using Google.Protobuf;
 
-namespace EmbedCache.Client;
+namespace EmbedCache.CacheClient;
 
 /// <summary>
 /// Turns a batch of items into the keys the cache stores them under (Quaterion's key

@@ -4,7 +4,7 @@ using EmbedCache.Contract.V1;
 using Google.Protobuf;
 using Grpc.Core;
 
-namespace EmbedCache.Client;
+namespace EmbedCache.CacheClient;
 
 /// <summary>
 /// Reads <see cref="DatasetBatch"/> and <see cref="LookupResponse"/> messages into pooled buffers. The generated

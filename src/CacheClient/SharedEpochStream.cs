@@ -5,7 +5,7 @@ using EmbedCache.Contract.V1;
 using Google.Protobuf;
 using Grpc.Core;
 
-namespace EmbedCache.Client;
+namespace EmbedCache.CacheClient;
 
 /// <summary>
 /// The trainer's side of StreamDatasetShared: maps the service's ring read-only and turns each batch header into the

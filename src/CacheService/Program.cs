@@ -1,4 +1,4 @@
-using EmbedCache.Service.Hosting;
+using EmbedCache.Server.Hosting;
 
 // `healthcheck [url]` probes a running service's /healthz (container HEALTHCHECK: no curl needed).
 // Without a URL it follows the container's EmbedCache__HttpPort, so a changed port needs no new probe.

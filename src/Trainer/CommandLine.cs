@@ -3,7 +3,7 @@ using System.CommandLine.Help;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using System.Globalization;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 
 namespace EmbedCache.Trainer;
 

@@ -1,4 +1,4 @@
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Trainer;
 using Grpc.Core;
 using Grpc.Health.V1;

@@ -1,4 +1,4 @@
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
 using Grpc.Core;
 

@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.Net;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
-using EmbedCache.Service.Grpc;
+using EmbedCache.Server.Grpc;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Health.V1;

@@ -1,5 +1,5 @@
 using System.Net;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using Grpc.Health.V1;
 using Grpc.Reflection.V1Alpha;
 

@@ -1,4 +1,4 @@
-using EmbedCache.Service.Hosting;
+using EmbedCache.Server.Hosting;
 using EmbedCache.TestSupport;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;

@@ -1,5 +1,5 @@
 using System.Buffers;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
 using Google.Protobuf;
 

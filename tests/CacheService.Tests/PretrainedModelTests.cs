@@ -1,6 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
 using EmbedCache.TestSupport;
 using Google.Protobuf;

@@ -1,4 +1,4 @@
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.TestSupport;
 using Grpc.Health.V1;
 

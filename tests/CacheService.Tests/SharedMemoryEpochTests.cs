@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
-using EmbedCache.Service.Grpc;
+using EmbedCache.Server.Grpc;
 using EmbedCache.TestSupport;
 using Google.Protobuf;
 using Grpc.Core;

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Text.Json;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
 using EmbedCache.TestSupport;
 

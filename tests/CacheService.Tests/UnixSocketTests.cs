@@ -1,10 +1,10 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Runtime.Versioning;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
-using EmbedCache.Service.Grpc;
-using EmbedCache.Service.Hosting;
+using EmbedCache.Server.Grpc;
+using EmbedCache.Server.Hosting;
 using EmbedCache.TestSupport;
 using Google.Protobuf;
 using Grpc.Core;

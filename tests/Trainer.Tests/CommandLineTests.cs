@@ -1,4 +1,4 @@
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.TestSupport;
 
 namespace EmbedCache.Trainer.Tests;

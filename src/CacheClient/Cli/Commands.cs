@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using System.Globalization;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
 
 namespace EmbedCache.Cli;

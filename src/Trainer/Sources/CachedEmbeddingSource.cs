@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-using EmbedCache.Client;
+using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
 using Grpc.Core;
 

@@ -2,11 +2,11 @@ using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Datasets;
 using EmbedCache.Engine.Encoders;
 using EmbedCache.Engine.Storage;
-using EmbedCache.Service.Hosting;
+using EmbedCache.Server.Hosting;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>
 /// Turns engine outcomes into gRPC statuses with a message a person can act on. Unexpected

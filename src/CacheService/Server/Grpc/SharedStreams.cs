@@ -1,4 +1,4 @@
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>Shared-memory epoch streams of this service: how many rings are open now, and how many were ever.</summary>
 public sealed class SharedStreams

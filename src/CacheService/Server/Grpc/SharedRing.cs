@@ -3,7 +3,7 @@ using System.IO.MemoryMappedFiles;
 using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>
 /// The service's side of a shared-memory epoch stream: an owner-only file, mapped read-write here and read-only by

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using EmbedCache.Service.Grpc;
-using EmbedCache.Service.Hosting.Security;
+using EmbedCache.Server.Grpc;
+using EmbedCache.Server.Hosting.Security;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
@@ -10,7 +10,7 @@ using Microsoft.Extensions.Options;
 using Prometheus;
 using Serilog;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>Builds and runs the service. Tests build it the same way, with overrides.</summary>
 public static class EmbedCacheHost

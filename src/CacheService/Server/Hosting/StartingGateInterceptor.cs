@@ -1,7 +1,7 @@
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>
 /// While the engine starts (the store recovering), trainer and admin calls answer UNAVAILABLE at once with the reason

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
-namespace EmbedCache.Service.Hosting.Security;
+namespace EmbedCache.Server.Hosting.Security;
 
 /// <summary>
 /// TLS for the gRPC listener from a certificate file: PEM certificate + PEM key, or a PKCS#12 (PFX) file

@@ -7,7 +7,7 @@ using V1 = EmbedCache.Contract.V1;
 using Emb = EmbedCache.Engine.Embeddings;
 using EngineJobs = EmbedCache.Engine.Jobs;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>Wire ↔ engine translation, with validation that names the offending field.</summary>
 internal static class ContractMapping

@@ -1,7 +1,7 @@
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Jobs;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>
 /// The status page on the HTTP port: <c>/</c> serves one static HTML page (an embedded resource,
@@ -10,7 +10,7 @@ namespace EmbedCache.Service.Hosting;
 /// </summary>
 public static class StatusEndpoints
 {
-    private const string PageResource = "EmbedCache.Service.StatusPage.index.html";
+    private const string PageResource = "EmbedCache.Server.StatusPage.index.html";
 
     public static void MapStatusPage(this WebApplication app)
     {

@@ -4,10 +4,10 @@ using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Jobs;
-using EmbedCache.Service.Hosting;
+using EmbedCache.Server.Hosting;
 using Grpc.Core;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>The ops API: prewarm jobs, stats, checkpoints, dropping namespaces.</summary>
 internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base

@@ -1,8 +1,8 @@
-using EmbedCache.Service.Grpc;
+using EmbedCache.Server.Grpc;
 using Grpc.AspNetCore.Server;
 using Microsoft.Extensions.Options;
 
-namespace EmbedCache.Service.Hosting.Security;
+namespace EmbedCache.Server.Hosting.Security;
 
 /// <summary>Wiring for API keys, per-caller limits and the admin-only /metrics endpoint.</summary>
 public static class SecurityExtensions

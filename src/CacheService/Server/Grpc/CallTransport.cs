@@ -2,7 +2,7 @@ using System.Net.Sockets;
 using Grpc.Core;
 using Microsoft.AspNetCore.Connections.Features;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>Which listener a call came in on. Public for the in-process tests (the service assembly shows them no internals).</summary>
 public static class CallTransport

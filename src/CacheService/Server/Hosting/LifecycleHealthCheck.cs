@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>
 /// Serving once the engine is ready (the store recovered, the encoders loaded), not serving from the moment

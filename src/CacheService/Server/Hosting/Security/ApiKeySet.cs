@@ -2,7 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 
-namespace EmbedCache.Service.Hosting.Security;
+namespace EmbedCache.Server.Hosting.Security;
 
 /// <summary>What a caller's key lets it do. Admin keys may call the trainer API too.</summary>
 public enum CallerRole

@@ -3,7 +3,7 @@ using Google.Protobuf;
 using ServiceDescriptor = Google.Protobuf.Reflection.ServiceDescriptor;
 using Grpc.Core;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>
 /// The contract's two services, bound the way generated code binds them but with request marshallers of our

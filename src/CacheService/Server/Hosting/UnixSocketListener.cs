@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Extensions.Options;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>
 /// The gRPC listener on a Unix domain socket (<c>EmbedCache:UnixSocketPath</c>): Kestrel asks it for the bound socket

@@ -3,7 +3,7 @@ using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using Grpc.Core;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>StreamDatasetShared: StreamDataset's batches with the rows in a shared-memory ring (see the proto).</summary>
 internal sealed partial class EmbeddingCacheService

@@ -6,7 +6,7 @@ using EmbedCache.Engine.Jobs;
 using EmbedCache.Engine.Storage;
 using Microsoft.Extensions.Options;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>
 /// Owns the engine for the life of the host: opens the store (recovering the last checkpoint), loads the encoders

@@ -1,12 +1,12 @@
 using System.Collections.Concurrent;
 using System.Text;
 using EmbedCache.Contract.V1;
-using EmbedCache.Service.Hosting;
+using EmbedCache.Server.Hosting;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Microsoft.Extensions.Options;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>Open streaming calls per caller (API key, or peer address in anonymous mode).</summary>
 public sealed class CallerStreamLimiter

@@ -1,8 +1,8 @@
-using EmbedCache.Service.Hosting.Security;
+using EmbedCache.Server.Hosting.Security;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>
 /// API keys in two roles. No or unknown key → UNAUTHENTICATED; a trainer key on CacheAdmin → PERMISSION_DENIED.

@@ -1,7 +1,7 @@
 using EmbedCache.Engine.Jobs;
 using Prometheus;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>
 /// Prometheus metrics at /metrics. Request latency and outcomes are observed as calls finish;

@@ -1,7 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>
 /// The listeners as actually bound. With port 0 in config, Kestrel picks a free port

@@ -1,4 +1,4 @@
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>Logs where the service listens once Kestrel has bound (ports may have been 0), the Unix socket included.</summary>
 internal sealed partial class StartupLog(

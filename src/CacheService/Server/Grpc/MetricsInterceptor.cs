@@ -1,9 +1,9 @@
 using System.Diagnostics;
-using EmbedCache.Service.Hosting;
+using EmbedCache.Server.Hosting;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>Times every call and counts its outcome (outermost, so errors are counted with their final code).</summary>
 internal sealed class MetricsInterceptor(ServiceMetrics metrics) : Interceptor

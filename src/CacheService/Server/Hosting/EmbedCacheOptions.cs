@@ -6,7 +6,7 @@ using EmbedCache.Engine.Jobs;
 using EmbedCache.Engine.Storage;
 using Microsoft.Extensions.Options;
 
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>The <c>EmbedCache</c> configuration section.</summary>
 public sealed class EmbedCacheOptions

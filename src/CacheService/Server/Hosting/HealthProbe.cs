@@ -1,7 +1,7 @@
-namespace EmbedCache.Service.Hosting;
+namespace EmbedCache.Server.Hosting;
 
 /// <summary>One GET of /healthz; exit code 0 when healthy. Used by container health checks.</summary>
-internal static class HealthProbe
+public static class HealthProbe
 {
     public static async Task<int> RunAsync(string url)
     {

@@ -4,12 +4,12 @@ using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Datasets;
 using PrewarmSpec = EmbedCache.Engine.Jobs.PrewarmSpec;
-using EmbedCache.Service.Hosting;
+using EmbedCache.Server.Hosting;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
 using StreamRequest = EmbedCache.Engine.Caching.StreamRequest;
 
-namespace EmbedCache.Service.Grpc;
+namespace EmbedCache.Server.Grpc;
 
 /// <summary>The trainer API: lookups with read-through, dataset streaming, encoder listing.</summary>
 internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<EmbedCacheOptions> options, SharedStreams sharedStreams) : CacheBinding.Base
