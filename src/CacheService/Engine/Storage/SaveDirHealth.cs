@@ -103,17 +103,5 @@ public sealed class SaveDirHealth
 }
 
 /// <summary>The SaveDir could not be written (full, read-only, failing); what was committed before stays intact.</summary>
-public sealed class SaveDirWriteException : IOException
-{
-    public SaveDirWriteException()
-    {
-    }
-
-    public SaveDirWriteException(string message) : base(message)
-    {
-    }
-
-    public SaveDirWriteException(string message, Exception innerException) : base(message, innerException)
-    {
-    }
-}
+public sealed class SaveDirWriteException(string message, Exception? innerException = null)
+    : EngineException(ErrorKind.Unavailable, message, innerException);

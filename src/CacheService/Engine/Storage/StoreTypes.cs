@@ -40,36 +40,13 @@ public readonly record struct PairLabel(ulong A, ulong B, float Score, long Subg
 }
 
 /// <summary>The SaveDir cannot be opened: corrupt, another format version, not a store, or in use.</summary>
-public sealed class StoreOpenException : Exception
-{
-    public StoreOpenException()
-    {
-    }
-
-    public StoreOpenException(string message) : base(message)
-    {
-    }
-
-    public StoreOpenException(string message, Exception innerException) : base(message, innerException)
-    {
-    }
-}
+public sealed class StoreOpenException(string message, Exception? innerException = null)
+    : EngineException(ErrorKind.FailedPrecondition, message, innerException);
 
 /// <summary>A stored value failed its checksum; no data was returned for it.</summary>
-public sealed class StoreCorruptionException : Exception
+public sealed class StoreCorruptionException(string message, Exception? innerException = null)
+    : EngineException(ErrorKind.DataLoss, message, innerException)
 {
-    public StoreCorruptionException()
-    {
-    }
-
-    public StoreCorruptionException(string message) : base(message)
-    {
-    }
-
-    public StoreCorruptionException(string message, Exception innerException) : base(message, innerException)
-    {
-    }
-
     /// <summary>Index in the batch of the first corrupt entry, or -1.</summary>
     public int ItemIndex { get; init; } = -1;
 
