@@ -161,21 +161,12 @@ public sealed partial class JobManager : IAsyncDisposable
         {
             job.Start();
             Persist(job);
-            // The job record must survive a crash so the job resumes: a checkpoint makes it durable. It runs beside the
-            // first batches (any checkpoint after the record was written holds it, and the job's own commits queue
-            // behind it); the job does not complete unless it succeeded.
-            var recorded = job.TimeAsync(JobStage.Checkpoint, () => _engine.Store.CheckpointAsync(job.Token));
-            try
-            {
-                await new FillPipeline(_engine, job, _options).RunAsync();
-            }
-            catch
-            {
-                await recorded.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // the pipeline's failure is the one to report
-                throw;
-            }
-
-            await recorded;
+            // The job record must survive a crash so the job resumes: a checkpoint makes it durable before the first
+            // item is read, so a job that has processed anything is one the next start resumes. (Beside the first
+            // batches, a checkpoint slowed by load could still be running when the service was killed, and the job
+            // was gone after the restart.)
+            await job.TimeAsync(JobStage.Checkpoint, () => _engine.Store.CheckpointAsync(job.Token));
+            await new FillPipeline(_engine, job, _options).RunAsync();
 
             job.StopClock();
             var timing = job.Timing();
