@@ -221,3 +221,14 @@ def test_addresses_accept_host_port_http_https_and_unix():
 
 def test_the_stubs_were_generated_into_the_installed_package():
     assert pathlib.Path(pb.__file__).parent.parent == pathlib.Path(embedcache.__file__).parent
+
+
+def test_no_generated_stubs_are_committed():
+    from conftest import repo_root
+
+    root = repo_root()
+    listed = subprocess.run(["git", "-C", str(root), "ls-files"], capture_output=True, text=True) if root else None
+    if listed is None or listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    generated = [f for f in listed.stdout.splitlines() if f.endswith(("_pb2.py", "_pb2_grpc.py", "_pb2.pyi"))]
+    assert generated == [] and "src/CacheClient/python/setup.py" in listed.stdout.splitlines()
