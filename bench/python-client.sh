@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Python client vs .NET client, cached-epoch throughput in one run; prints a section for RESULTS.md.
+# Python client vs .NET client, cached-epoch throughput in one run (gRPC over TCP, and the shared-memory ring over
+# the Unix socket); prints a section for RESULTS.md.
 #   bench/python-client.sh [--items N] [--seconds S] [--rounds R] [--batch-size B]
 # Builds the service and tests/ClientProbe in Release, installs the Python client into a temp venv
 # (Debian's python3 with --system-site-packages, offline), then runs bench/python_client.py.

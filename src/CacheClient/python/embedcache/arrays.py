@@ -47,8 +47,9 @@ class Embeddings:
     """One encoder's rows for a batch: ``count`` × ``dim`` elements in one packed little-endian buffer.
 
     ``numpy()`` and ``torch()`` return views on the received bytes (``np.frombuffer``, then
-    ``torch.from_numpy``): nothing is copied, and the arrays are read-only. ``float32()`` converts
-    (a copy unless the stored dtype already is float32).
+    ``torch.from_numpy``), or on the service's shared-memory ring for an epoch streamed over it (see
+    :meth:`embedcache.Client.stream_epoch`): nothing is copied, and the arrays are read-only. ``float32()``
+    converts (a copy unless the stored dtype already is float32).
     """
 
     __slots__ = ("encoder", "fingerprint", "dim", "dtype", "count", "encoded", "raw", "_mask", "_found")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -11,13 +12,15 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import grpc
 import numpy as np
 
-from . import _wire, errors
+from . import _shared, _wire, errors
 from .arrays import DTYPES, Embeddings, Labels, Pairs
 from .v1 import embedcache_pb2 as pb
 from .v1 import embedcache_pb2_grpc as pb_grpc
 
 Encoders = Union[str, Sequence[str]]
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+SHARED_MEMORY_MODES = ("auto", "off", "require")
+log = logging.getLogger("embedcache")
 
 
 def _lower(enum_type, value: int) -> str:
@@ -139,6 +142,10 @@ class EpochBatch:
         return EpochBatch(self.offset, self.total, self.indices[:n], {k: e.head(n) for k, e in self.embeddings.items()}, labels)
 
 
+def _epoch_batch(m: pb.DatasetBatch, indices: np.ndarray, labels: Optional[Labels], embeddings: Dict[str, Embeddings]) -> EpochBatch:
+    return EpochBatch(m.offset, m.total, indices, embeddings, labels)
+
+
 def _embeddings(results, raw: bytes, ranges: list, count: int) -> Dict[str, Embeddings]:
     out = {}
     view = memoryview(raw)
@@ -248,15 +255,31 @@ class Client:
     :param max_attempts: attempts (the first included) for calls that fail with UNAVAILABLE; epoch
         streams resume where they stopped.
     :param initial_backoff, max_backoff: retry delays in seconds (doubling, jittered).
+    :param shared_memory: how :meth:`stream_epoch` gets its rows: ``"auto"`` (default) through a shared-memory
+        ring (StreamDatasetShared) when the address is ``unix:`` (the service is on this host), else gRPC;
+        ``"off"``: always gRPC (StreamDataset); ``"require"``: shared memory or an error. The choice is logged
+        once (logger ``embedcache``) and kept in :attr:`epoch_transport`.
+    :param shared_memory_ring_bytes: ring size to ask for (1 MiB .. 1 GiB); 0 takes the service's
+        SharedMemory:RingBytes. One batch's rows of one encoder must fit.
     """
 
     def __init__(self, address: Optional[str] = None, *, api_key: Optional[str] = None, tls: Optional[bool] = None,
                  root_certificates: Union[bytes, str, None] = None, server_name: Optional[str] = None,
                  timeout: float = 30.0, max_attempts: int = 5, initial_backoff: float = 0.2, max_backoff: float = 5.0,
-                 max_receive_message_bytes: int = 256 << 20, options: Sequence[Tuple[str, object]] = ()):
+                 max_receive_message_bytes: int = 256 << 20, options: Sequence[Tuple[str, object]] = (),
+                 shared_memory: str = "auto", shared_memory_ring_bytes: int = 0):
         address = address or os.environ.get("EMBEDCACHE_SERVICE") or DEFAULT_ADDRESS
         target, tls_default = _channel_target(address)
+        if shared_memory not in SHARED_MEMORY_MODES:
+            raise ValueError(f"shared_memory must be one of {SHARED_MEMORY_MODES} (was {shared_memory!r})")
         self.address = address
+        self.shared_memory = shared_memory
+        self.shared_memory_ring_bytes = shared_memory_ring_bytes
+        #: How the last epoch stream was carried: ``"shared-memory"`` or ``"grpc"`` (None before the first).
+        self.epoch_transport: Optional[str] = None
+        #: Epoch batches whose ring pages were copied because views of them were kept past their release.
+        self.shared_memory_stats: Dict[str, int] = {"privatized": 0}
+        self._transport_logged = False
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
         self.initial_backoff = initial_backoff
@@ -291,6 +314,9 @@ class Client:
         self._lookup = self._channel.unary_unary(service + "Lookup", request_serializer=pb.LookupRequest.SerializeToString)
         self._get_embeddings = self._channel.stream_stream(service + "GetEmbeddings", request_serializer=pb.LookupRequest.SerializeToString)
         self._stream_dataset = self._channel.unary_stream(service + "StreamDataset", request_serializer=pb.StreamDatasetRequest.SerializeToString)
+        self._stream_shared = self._channel.stream_stream(service + "StreamDatasetShared",
+                                                          request_serializer=pb.SharedStreamMessage.SerializeToString,
+                                                          response_deserializer=pb.SharedStreamEvent.FromString)
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -354,42 +380,89 @@ class Client:
 
     def stream_epoch(self, dataset: str, split: str, encoders: Encoders, *, batch_size: int = 0, shuffle: bool = False,
                      seed: int = 0, epoch: int = 0, start_offset: int = 0, stop_offset: Optional[int] = None,
-                     include_labels: bool = False, fill_missing: bool = False,
-                     timeout: Optional[float] = None) -> Iterator[EpochBatch]:
-        """Streams one epoch of a cached split (StreamDataset), batch by batch.
+                     include_labels: bool = False, fill_missing: bool = False, timeout: Optional[float] = None,
+                     shared_memory: Optional[str] = None) -> Iterator[EpochBatch]:
+        """Streams one epoch of a cached split, batch by batch.
 
         The order is a pure function of ``(seed, epoch)`` (index order without ``shuffle``): every caller
         sees the same order. ``start_offset`` skips that many elements of the order (resume);
         ``stop_offset`` ends the epoch early at that position (the last batch is cut to it). If the
         connection drops (UNAVAILABLE), the stream resumes where it stopped, up to ``max_attempts``.
-        Embeddings are views on the received bytes (see :class:`embedcache.arrays.Embeddings`).
+
+        Over gRPC (StreamDataset) the embeddings are views on the received bytes. Over shared memory
+        (StreamDatasetShared: a ``unix:`` address, see ``shared_memory`` of :class:`Client`, which this call's
+        ``shared_memory`` overrides) they are views on the service's ring, and the batches are the same bit for
+        bit. Either way a batch's arrays stay valid for as long as they are referenced: ring space is given back
+        to the service one batch later, and a batch whose views are still held then is copied (privately, by
+        the kernel) first; drop a batch's arrays before asking for the batch after next and nothing is copied.
         """
         request = pb.StreamDatasetRequest(dataset=dataset, split=split, encoders=_names(encoders), batch_size=batch_size,
                                           shuffle=shuffle, seed=seed, epoch=epoch, fill_missing=fill_missing,
                                           start_offset=start_offset, include_labels=include_labels)
+        shared = self._use_shared_memory(self.shared_memory if shared_memory is None else shared_memory)
         if stop_offset is not None and stop_offset <= start_offset:
             return
+        method = "StreamDatasetShared" if shared else "StreamDataset"
         attempt = 0
         while True:
-            call = self._stream_dataset(request, timeout=timeout, metadata=self._metadata)
+            if shared:
+                batches = _shared.read_epoch(self._stream_shared, request, self.shared_memory_ring_bytes, timeout,
+                                             self._metadata, _epoch_batch, self.shared_memory_stats)
+            else:
+                batches = self._grpc_epoch(request, timeout)
             try:
-                for message in call:
+                while True:
+                    batch = next(batches, None)
+                    if batch is None:
+                        return
                     attempt = 0
-                    batch = EpochBatch.from_wire(message)
                     request.start_offset = batch.offset + batch.elements
                     if stop_offset is not None and request.start_offset >= stop_offset:
                         yield batch.head(stop_offset - batch.offset)
                         return
                     yield batch
-                return
-            except grpc.RpcError as e:
-                if e.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < self.max_attempts:
+                    del batch  # not referenced from here while the next batch is fetched (see _shared)
+            except (grpc.RpcError, errors.Unavailable) as e:
+                code = e.code() if isinstance(e, grpc.RpcError) else e.code
+                if code == grpc.StatusCode.UNAVAILABLE and attempt + 1 < self.max_attempts:
                     attempt += 1
                     time.sleep(self._backoff(attempt))
                     continue
-                raise errors.from_rpc_error(e, "StreamDataset") from None
+                if isinstance(e, errors.EmbedCacheError):
+                    raise
+                raise errors.from_rpc_error(e, method) from None
             finally:
-                call.cancel()
+                batches.close()
+
+    def _grpc_epoch(self, request: pb.StreamDatasetRequest, timeout: Optional[float]) -> Iterator[EpochBatch]:
+        call = self._stream_dataset(request, timeout=timeout, metadata=self._metadata)
+        try:
+            for message in call:
+                yield EpochBatch.from_wire(message)
+        finally:
+            call.cancel()
+
+    def _use_shared_memory(self, mode: str) -> bool:
+        """Shared memory when the service is on this host (a ``unix:`` address) and ``mode`` allows it; logs the choice once."""
+        if mode not in SHARED_MEMORY_MODES:
+            raise ValueError(f"shared_memory must be one of {SHARED_MEMORY_MODES} (was {mode!r})")
+        unix = self.address.startswith("unix:")
+        if mode == "off":
+            shared, why = False, "shared_memory is off"
+        elif unix:
+            shared, why = True, f"the service is on this host ({self.address})"
+        elif mode == "require":
+            raise errors.FailedPrecondition(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"shared_memory is 'require', but the service at {self.address} is not reached over a Unix socket: "
+                f"use its unix:///path address on its host", "StreamDatasetShared")
+        else:
+            shared, why = False, f"the service at {self.address} is not on a Unix socket"
+        self.epoch_transport = "shared-memory" if shared else "grpc"
+        if not self._transport_logged:
+            self._transport_logged = True
+            log.info("epoch streams: %s (%s)", "shared memory" if shared else "gRPC", why)
+        return shared
 
     # -- admin API ------------------------------------------------------------------------------
 

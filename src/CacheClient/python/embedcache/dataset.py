@@ -39,7 +39,10 @@ class EmbedCacheDataset(IterableDataset):
 
     :param service: a :class:`embedcache.Client`'s address (``host:port``, ``unix:/path`` …), or None for
         ``$EMBEDCACHE_SERVICE``; ``client_options`` are the other :class:`~embedcache.Client` arguments
-        (``api_key``, ``tls``, …). Each process (worker) opens its own connection.
+        (``api_key``, ``tls``, ``shared_memory``, …). Each process (worker) opens its own connection. On a
+        ``unix:`` address (the service on this host) epochs come through the service's shared-memory ring
+        (``client_options={"shared_memory": "off"}`` keeps gRPC); the tensors are then views on the ring, valid
+        for as long as they are referenced (see :meth:`embedcache.Client.stream_epoch`).
     """
 
     def __init__(self, dataset: str, split: str, encoders: Union[str, Sequence[str]], *, service: Optional[str] = None,

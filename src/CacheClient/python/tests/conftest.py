@@ -1,7 +1,7 @@
 """Fixtures: the real service, built from src/CacheService, run as a child process on loopback.
 
 The service is `dotnet EmbedCache.CacheService.dll` with free ports (the start-up log line says which),
-a Unix socket in a temp directory, a temp SaveDir, API keys, and two extra encoders so every stored dtype is covered:
+a Unix socket in a temp directory (shared-memory epochs), a temp SaveDir, API keys, and two extra encoders so every stored dtype is covered:
 `half` (random-mlp, float16) and `bf` (random-mlp, bfloat16). `digits` is prewarmed for
 random-mlp, half and bf once per session.
 
@@ -113,8 +113,10 @@ def service(tmp_path_factory):
         "--EmbedCache:Encoders:bf:Kind=random-mlp", "--EmbedCache:Encoders:bf:DType=BFloat16",
         # never prewarmed: streaming it fails with FAILED_PRECONDITION
         "--EmbedCache:Encoders:cold:Kind=random-mlp", "--EmbedCache:Encoders:cold:Seed=7",
-        # gRPC on a Unix socket too (test_unix_socket.py)
+        # gRPC on a Unix socket too (test_unix_socket.py), with the shared-memory epoch stream (test_shared_memory.py),
+        # whose slow-reader cut-off is shortened for its test (a normal epoch of digits never fills a ring)
         f"--EmbedCache:UnixSocketPath={tmp_path_factory.mktemp('socket') / 'ec.sock'}",  # short: at most 107 bytes
+        "--EmbedCache:SharedMemory:SlowReaderSeconds=3",
     ]
     s = ServiceProcess(args, tmp_path_factory.mktemp("savedir"))
     yield s

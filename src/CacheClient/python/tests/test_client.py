@@ -189,3 +189,49 @@ def test_an_unreachable_service_raises_unavailable_after_the_retries():
         with pytest.raises(errors.Unavailable) as e:
             c.encoders()
     assert isinstance(e.value, ConnectionError)
+
+
+def test_prewarm_feeds_a_tqdm_bar_when_tqdm_is_there_and_none_when_asked_not_to(admin, digits, monkeypatch):
+    import sys
+    import types
+
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total=None, unit=None, desc=None, disable=None):
+            self.total, self.unit, self.desc, self.disable = total, unit, desc, disable
+            self.n, self.postfix, self.refreshes, self.closed = 0, {}, 0, False
+            bars.append(self)
+
+        def set_postfix(self, refresh=True, **values):
+            self.postfix = values
+
+        def refresh(self):
+            self.refreshes += 1
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeBar))
+    progress = list(admin.prewarm("digits", encoders=["half"]))
+    assert len(bars) == 1 and bars[0].closed and bars[0].desc == "prewarm digits" and bars[0].disable is None
+    assert (bars[0].n, bars[0].total) == (progress[-1].processed, progress[-1].total) == (1797, 1797)
+    assert bars[0].postfix["cached"] == 1797 and bars[0].postfix["state"] == "completed"
+    assert bars[0].refreshes == len(progress)
+    list(admin.prewarm("digits", encoders=["half"], progress_bar=False))
+    assert len(bars) == 1
+
+    # Without tqdm, no bar and no error.
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    assert list(admin.prewarm("digits", encoders=["half"]))[-1].state == "completed"
+
+
+def test_custom_keys_from_an_extractor_function(client, digits):
+    rows = np.random.default_rng(31).random((3, 64), dtype=np.float32)
+    items = [{"id": 901, "x": rows[0]}, {"id": 902, "x": rows[1]}, {"id": 903, "x": rows[2]}]
+    extract = lambda item: f"extracted-{item['id']}"
+    filled = client.lookup("random-mlp", keys.custom(items, extract), keys.tensors(np.stack([i["x"] for i in items])))
+    assert filled["random-mlp"].encoded == 3
+    by_bytes = client.lookup("random-mlp", keys.custom([b"extracted-903", b"extracted-901"]))["random-mlp"]
+    assert by_bytes.found.all() and by_bytes.encoded == 0
+    assert np.array_equal(by_bytes.numpy(), filled["random-mlp"].numpy()[[2, 0]])
