@@ -9,6 +9,7 @@ using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Options;
 using Prometheus;
 using Serilog;
+using EmbedCache.Server.Configuration;
 
 namespace EmbedCache.Server.Hosting;
 
@@ -148,12 +149,14 @@ public static class EmbedCacheHost
                 // A start-up error is reported once, as one line on stderr (Program), not again with a stack trace.
                 .Filter.ByExcluding(e => e.Exception is StartupException)
                 .ReadFrom.Configuration(builder.Configuration)
-                .Enrich.FromLogContext();
+                .Enrich.FromLogContext()
+                // Sinks registered as services (ILogEventSink) get the log too: a test reads it that way.
+                .ReadFrom.Services(services);
             if (json)
                 lc.WriteTo.Console(new Serilog.Formatting.Compact.CompactJsonFormatter());
             else
                 lc.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}");
-        });
+        }, preserveStaticLogger: true); // each host logs through its own logger, not the process-wide Log.Logger (tests run several)
     }
 
     /// <summary>
@@ -216,8 +219,13 @@ public static class EmbedCacheHost
 
         builder.Services.AddSingleton<EngineHost>();
         builder.Services.AddSingleton<ServiceMetrics>();
-        builder.Services.AddSingleton<Grpc.SharedStreams>();
+        builder.Services.AddSingleton<SharedStreams>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<EngineHost>());
+
+        // The handlers take the engine's parts, which exist once it has started. The starting gate lets no contract
+        // call through before that (nor once it stops), so these are built at the first call, from a ready engine.
+        builder.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<EmbeddingCacheService>(sp, Ready(sp).Engine, Ready(sp).Jobs));
+        builder.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<CacheAdminService>(sp, Ready(sp).Engine, Ready(sp).Jobs, Ready(sp).StartedAt));
 
         builder.Services.AddGrpc(o =>
         {
@@ -239,6 +247,8 @@ public static class EmbedCacheHost
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         builder.Services.AddHostedService<StartupLog>();
     }
+
+    private static EngineHost Ready(IServiceProvider services) => services.GetRequiredService<EngineHost>();
 
     public static void MapEmbedCache(this WebApplication app)
     {

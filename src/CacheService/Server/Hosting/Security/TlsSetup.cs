@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using EmbedCache.Server.Configuration;
 
 namespace EmbedCache.Server.Hosting.Security;
 
