@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using EmbedCache.Server.Configuration;
 using EmbedCache.Server.Grpc;
 using EmbedCache.Server.Hosting.Security;
 using Microsoft.AspNetCore.Connections;
@@ -9,7 +10,6 @@ using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Options;
 using Prometheus;
 using Serilog;
-using EmbedCache.Server.Configuration;
 
 namespace EmbedCache.Server.Hosting;
 
@@ -224,8 +224,8 @@ public static class EmbedCacheHost
 
         // The handlers take the engine's parts, which exist once it has started. The starting gate lets no contract
         // call through before that (nor once it stops), so these are built at the first call, from a ready engine.
-        builder.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<EmbeddingCacheService>(sp, Ready(sp).Engine, Ready(sp).Jobs));
-        builder.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<CacheAdminService>(sp, Ready(sp).Engine, Ready(sp).Jobs, Ready(sp).StartedAt));
+        builder.Services.AddSingleton(sp => WithEngine<EmbeddingCacheService>(sp));
+        builder.Services.AddSingleton(sp => WithEngine<CacheAdminService>(sp, sp.GetRequiredService<EngineHost>().StartedAt));
 
         builder.Services.AddGrpc(o =>
         {
@@ -248,7 +248,12 @@ public static class EmbedCacheHost
         builder.Services.AddHostedService<StartupLog>();
     }
 
-    private static EngineHost Ready(IServiceProvider services) => services.GetRequiredService<EngineHost>();
+    /// <summary>A handler built with the engine's parts and <paramref name="more"/>; the rest of its constructor comes from the container.</summary>
+    private static T WithEngine<T>(IServiceProvider services, params object[] more)
+    {
+        var host = services.GetRequiredService<EngineHost>();
+        return ActivatorUtilities.CreateInstance<T>(services, [host.Engine, host.Jobs, .. more]);
+    }
 
     public static void MapEmbedCache(this WebApplication app)
     {

@@ -5,8 +5,8 @@ using EmbedCache.Engine.Datasets;
 using EmbedCache.Engine.Encoders;
 using EmbedCache.Engine.Jobs;
 using EmbedCache.Engine.Storage;
-using Microsoft.Extensions.Options;
 using EmbedCache.Server.Configuration;
+using Microsoft.Extensions.Options;
 
 namespace EmbedCache.Server.Hosting;
 

@@ -1,9 +1,9 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
-using Microsoft.Extensions.Options;
 using EmbedCache.Server.Configuration;
 using EmbedCache.Server.Platform;
+using Microsoft.Extensions.Options;
 
 namespace EmbedCache.Server.Hosting;
 

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using EmbedCache.Server.Configuration;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace EmbedCache.Server.Hosting.Security;
 
