@@ -1,8 +1,8 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using EmbedCache.Contract.V1;
-using EmbedCache.Server.Grpc;
 using EmbedCache.Server.Hosting;
+using EmbedCache.Server.Hosting.Security;
 using EmbedCache.TestSupport;
 using Google.Protobuf;
 using Grpc.Core;

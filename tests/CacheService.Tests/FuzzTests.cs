@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
-using EmbedCache.Server.Grpc;
+using EmbedCache.Server.Hosting.Security;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Health.V1;

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Runtime.Versioning;
 using EmbedCache.CacheClient;
 using EmbedCache.Contract.V1;
+using EmbedCache.Server.Configuration;
 using EmbedCache.Server.Grpc;
 using EmbedCache.Server.Hosting;
 using EmbedCache.TestSupport;

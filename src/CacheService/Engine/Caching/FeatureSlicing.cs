@@ -47,7 +47,7 @@ public static class FeatureSlicing
     {
         var hashes = new byte[features.Count * ContentHash.Size];
         for (var i = 0; i < features.Count; i++)
-            ContentHash.Compute(FeatureBytes.ToArray(features, i), hashes.AsSpan(i * ContentHash.Size, ContentHash.Size));
+            ContentHash.Write(FeatureBytes.ContentHash(features, i), hashes.AsSpan(i * ContentHash.Size, ContentHash.Size));
         return ItemKeyBatch.Content(hashes);
     }
 

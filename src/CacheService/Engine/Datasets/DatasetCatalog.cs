@@ -94,7 +94,7 @@ public sealed class DatasetCatalog
 }
 
 /// <summary>An unknown dataset name, or a path under the data root with no dataset.</summary>
-public sealed class DatasetNotFoundException(string message) : Exception(message);
+public sealed class DatasetNotFoundException(string message) : EngineException(ErrorKind.NotFound, message);
 
 /// <summary>A dataset path the catalog refuses: outside the data root, or through a link leading out.</summary>
-public sealed class DatasetPathException(string message) : Exception(message);
+public sealed class DatasetPathException(string message) : EngineException(ErrorKind.InvalidArgument, message);

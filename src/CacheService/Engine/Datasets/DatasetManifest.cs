@@ -187,4 +187,4 @@ public sealed class DatasetManifest
 }
 
 /// <summary>A dataset that cannot be used, with a message naming the file and the problem.</summary>
-public sealed class DatasetException(string message) : Exception(message);
+public sealed class DatasetException(string message) : EngineException(ErrorKind.FailedPrecondition, message);

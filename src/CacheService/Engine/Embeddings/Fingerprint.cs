@@ -45,8 +45,6 @@ public readonly record struct Fingerprint(UInt128 Value)
         return bytes;
     }
 
-    public static Fingerprint FromBytes(ReadOnlySpan<byte> bytes) => new(BinaryPrimitives.ReadUInt128BigEndian(bytes));
-
     /// <summary>32 lower-case hex digits.</summary>
     public override string ToString() => Value.ToString("x32", CultureInfo.InvariantCulture);
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Hashing;
 using System.Text;
 
@@ -53,6 +54,16 @@ public static class FeatureBytes
             return XxHash128.HashToUInt128(tensor.ItemBytes(index));
         if (batch is ImageFeatureBatch image)
             return XxHash128.HashToUInt128(image.Images[index].Span);
-        return XxHash128.HashToUInt128(ToArray(batch, index));
+
+        // Text: its UTF-8 bytes in a pooled buffer, not a new array per item.
+        var buffer = ArrayPool<byte>.Shared.Rent(GetByteCount(batch, index));
+        try
+        {
+            return XxHash128.HashToUInt128(buffer.AsSpan(0, Write(batch, index, buffer)));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 }

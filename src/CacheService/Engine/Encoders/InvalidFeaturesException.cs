@@ -4,7 +4,7 @@ namespace EmbedCache.Engine.Encoders;
 /// A request's features cannot be encoded. The message names the item and the problem, in words a
 /// caller can act on; the encoder itself is unaffected and keeps serving.
 /// </summary>
-public sealed class InvalidFeaturesException : Exception
+public sealed class InvalidFeaturesException : EngineException
 {
     /// <summary>Used as <see cref="ItemIndex"/> when the problem concerns the whole batch (e.g. its item shape).</summary>
     public const int WholeBatch = -1;
@@ -20,14 +20,14 @@ public sealed class InvalidFeaturesException : Exception
     }
 
     public InvalidFeaturesException(string message, Exception innerException)
-        : base(message, innerException)
+        : base(ErrorKind.InvalidArgument, message, innerException)
     {
         ItemIndex = WholeBatch;
         Problem = message;
     }
 
     public InvalidFeaturesException(int itemIndex, string problem, Exception? innerException = null)
-        : base(itemIndex == WholeBatch ? $"batch: {problem}" : $"item {itemIndex}: {problem}", innerException)
+        : base(ErrorKind.InvalidArgument, itemIndex == WholeBatch ? $"batch: {problem}" : $"item {itemIndex}: {problem}", innerException)
     {
         ItemIndex = itemIndex;
         Problem = problem;
@@ -38,22 +38,4 @@ public sealed class InvalidFeaturesException : Exception
 
     /// <summary>The problem without the item prefix.</summary>
     public string Problem { get; }
-}
-
-/// <summary>An encoder could not be created from its configuration; the message names the encoder (and file).</summary>
-public sealed class EncoderLoadException : Exception
-{
-    public EncoderLoadException()
-    {
-    }
-
-    public EncoderLoadException(string message)
-        : base(message)
-    {
-    }
-
-    public EncoderLoadException(string message, Exception? innerException)
-        : base(message, innerException)
-    {
-    }
 }

@@ -36,6 +36,9 @@ public sealed partial class JobManager : IAsyncDisposable
         var normalized = Normalize(spec);
         lock (_lock)
         {
+            // Disposed: the service is stopping (DisposeAsync waits under this lock for the jobs it saw).
+            if (Volatile.Read(ref _disposed) != 0)
+                throw new JobsStoppedException();
             foreach (var running in _jobs.Values)
             {
                 if (!running.IsFinished && running.Spec.Identity == normalized.Identity)
@@ -295,3 +298,7 @@ public sealed class JobOptions
 
     public int MaxRememberedJobs { get; set; } = 200;
 }
+
+/// <summary>A job was asked for after the job manager stopped: the service is shutting down.</summary>
+public sealed class JobsStoppedException()
+    : EngineException(ErrorKind.Unavailable, "the service is shutting down (prewarm jobs are stopped); retry");

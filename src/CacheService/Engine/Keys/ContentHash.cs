@@ -17,6 +17,9 @@ public static class ContentHash
     {
         if (destination16.Length < Size)
             throw new ArgumentException($"destination holds {destination16.Length} bytes, {Size} needed", nameof(destination16));
-        BinaryPrimitives.WriteUInt128BigEndian(destination16, XxHash128.HashToUInt128(featureBytes));
+        Write(XxHash128.HashToUInt128(featureBytes), destination16);
     }
+
+    /// <summary>Writes a content key's 16-byte (big-endian) form.</summary>
+    public static void Write(UInt128 hash, Span<byte> destination16) => BinaryPrimitives.WriteUInt128BigEndian(destination16, hash);
 }

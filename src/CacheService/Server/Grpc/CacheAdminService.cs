@@ -4,13 +4,12 @@ using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Jobs;
-using EmbedCache.Server.Hosting;
 using Grpc.Core;
 
 namespace EmbedCache.Server.Grpc;
 
 /// <summary>The ops API: prewarm jobs, stats, checkpoints, dropping namespaces.</summary>
-internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
+internal sealed class CacheAdminService(CacheEngine engine, JobManager jobs, DateTimeOffset engineStartedAt) : AdminBinding.Base
 {
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 
@@ -20,7 +19,7 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
             throw new InvalidRequestException("dataset", "must name a registered dataset or a path under the data root");
         var spec = new PrewarmSpec(request.Dataset, [.. request.Splits], [.. request.Encoders],
             checked((int)Math.Min(request.BatchSize, int.MaxValue)), checked((int)Math.Min(request.Workers, int.MaxValue)));
-        var job = host.Jobs.StartOrAttach(spec);
+        var job = jobs.StartOrAttach(spec);
         var token = context.CancellationToken;
 
         // The job runs on its own: a caller that goes away stops receiving progress, not the job.
@@ -41,10 +40,9 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
 
     public override Task<GetStatsResponse> GetStats(GetStatsRequest request, ServerCallContext context)
     {
-        var engine = host.Engine;
         var response = new GetStatsResponse
         {
-            UptimeSeconds = (DateTimeOffset.UtcNow - host.StartedAt).TotalSeconds,
+            UptimeSeconds = (DateTimeOffset.UtcNow - engineStartedAt).TotalSeconds,
             LastCheckpointUnixMs = engine.Store.LastCheckpoint is { } c ? c.Time.ToUnixTimeMilliseconds() : 0,
             LabelItems = (ulong)engine.Store.LabelItems,
         };
@@ -78,13 +76,12 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
     public override async Task<CheckpointResponse> Checkpoint(CheckpointRequest request, ServerCallContext context)
     {
         var clock = Stopwatch.StartNew();
-        var checkpoint = await host.Engine.Store.CheckpointAsync(context.CancellationToken);
+        var checkpoint = await engine.Store.CheckpointAsync(context.CancellationToken);
         return new CheckpointResponse { Token = checkpoint.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), DurationMs = clock.Elapsed.TotalMilliseconds };
     }
 
     public override Task<DropNamespaceResponse> DropNamespace(DropNamespaceRequest request, ServerCallContext context)
     {
-        var engine = host.Engine;
         Fingerprint fingerprint;
         if (!string.IsNullOrEmpty(request.Fingerprint))
         {
@@ -109,7 +106,7 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
     public override Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
     {
         var response = new ListJobsResponse();
-        foreach (var job in host.Jobs.List())
+        foreach (var job in jobs.List())
             response.Jobs.Add(ContractMapping.ToContract(job.Snapshot()));
         return Task.FromResult(response);
     }
@@ -118,7 +115,7 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
     {
         if (string.IsNullOrEmpty(request.JobId))
             throw new InvalidRequestException("job_id", "must not be empty");
-        var job = host.Jobs.Get(request.JobId) ?? throw new RpcException(new Status(StatusCode.NotFound, $"no job {Echo.Quote(request.JobId)}"));
+        var job = jobs.Get(request.JobId) ?? throw new RpcException(new Status(StatusCode.NotFound, $"no job {Echo.Quote(request.JobId)}"));
         job.Cancel();
         try
         {

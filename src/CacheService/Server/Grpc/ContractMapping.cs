@@ -13,7 +13,8 @@ namespace EmbedCache.Server.Grpc;
 internal static class ContractMapping
 {
     public const int MaxCustomKeyBytes = 256;
-    public const int MaxTextBytes = 1 << 20;
+    /// <summary>Characters (UTF-16 code units, as the wire's string holds them) of one text item.</summary>
+    public const int MaxTextChars = 1 << 20;
 
     /// <summary>Dimensions of a tensor item; more is not a shape any encoder takes.</summary>
     public const int MaxItemDimensions = 16;
@@ -124,8 +125,8 @@ internal static class ContractMapping
                 var texts = features.Text.Texts;
                 for (var i = 0; i < texts.Count; i++)
                 {
-                    if (texts[i].Length > MaxTextBytes)
-                        throw new InvalidRequestException($"features.text.texts[{i}]", $"is longer than {MaxTextBytes} characters");
+                    if (texts[i].Length > MaxTextChars)
+                        throw new InvalidRequestException($"features.text.texts[{i}]", $"is longer than {MaxTextChars} characters");
                 }
 
                 return new TextFeatureBatch([.. texts]);

@@ -58,7 +58,7 @@ internal sealed partial class EmbeddingCacheService
         var acks = ReadAcksAsync(requestStream, ring, done);
         try
         {
-            await foreach (var batch in host.Engine.StreamSplitAsync(streamRequest with { Rows = ring }, done.Token))
+            await foreach (var batch in engine.StreamSplitAsync(streamRequest with { Rows = ring }, done.Token))
             {
                 using (batch)
                 {

@@ -3,23 +3,27 @@ using EmbedCache.Contract.V1;
 using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Datasets;
-using PrewarmSpec = EmbedCache.Engine.Jobs.PrewarmSpec;
-using EmbedCache.Server.Hosting;
+using EmbedCache.Server.Configuration;
+using EmbedCache.Server.Platform;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
+using JobManager = EmbedCache.Engine.Jobs.JobManager;
+using JobState = EmbedCache.Engine.Jobs.JobState;
+using PrewarmSpec = EmbedCache.Engine.Jobs.PrewarmSpec;
 using StreamRequest = EmbedCache.Engine.Caching.StreamRequest;
 
 namespace EmbedCache.Server.Grpc;
 
 /// <summary>The trainer API: lookups with read-through, dataset streaming, encoder listing.</summary>
-internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<EmbedCacheOptions> options, SharedStreams sharedStreams) : CacheBinding.Base
+internal sealed partial class EmbeddingCacheService(
+    CacheEngine engine, JobManager jobs, IOptions<EmbedCacheOptions> options, SharedStreams sharedStreams) : CacheBinding.Base
 {
     private readonly EmbedCacheOptions.LimitSection _limits = options.Value.Limits;
     private readonly EmbedCacheOptions.SharedMemorySection _sharedMemory = options.Value.SharedMemory;
 
     /// <summary>The Unix socket's group (its members may map their rings), looked up once; null without one.</summary>
     private readonly Lazy<uint?> _ringGroup = new(() => options.Value.UnixSocketGroup is { Length: > 0 } name && !string.IsNullOrWhiteSpace(name)
-        ? Hosting.UnixSocketListener.GroupId(name)
+        ? UnixFileAccess.GroupId(name)
         : null);
 
     public override async Task<LookupResponse> Lookup(LookupRequest request, ServerCallContext context)
@@ -50,7 +54,6 @@ internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<Em
 
     private async Task<(LookupResponse Response, List<byte[]> Pooled)> LookupCoreAsync(LookupRequest request, bool pooled, CancellationToken token)
     {
-        var engine = host.Engine;
         if (request.Encoders.Count == 0)
             throw new InvalidRequestException("encoders", "name at least one encoder");
         if (request.Encoders.Distinct(StringComparer.Ordinal).Count() != request.Encoders.Count)
@@ -79,7 +82,7 @@ internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<Em
             }
 
             if (request.IncludeLabels)
-                response.Labels = GroupLabels(engine, request.Keys);
+                response.Labels = GroupLabels(request.Keys);
         }
         catch
         {
@@ -91,7 +94,7 @@ internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<Em
         return (response, rented);
     }
 
-    private static LabelBatch GroupLabels(CacheEngine engine, KeyBatch keys)
+    private LabelBatch GroupLabels(KeyBatch keys)
     {
         if (keys.SchemeCase != KeyBatch.SchemeOneofCase.Positional)
             throw new InvalidRequestException("include_labels", "labels are kept by (dataset, split, index): use positional keys, or StreamDataset");
@@ -110,7 +113,7 @@ internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<Em
     {
         var token = context.CancellationToken;
         var streamRequest = await PrepareStreamAsync(request, token);
-        await foreach (var batch in host.Engine.StreamSplitAsync(streamRequest, token))
+        await foreach (var batch in engine.StreamSplitAsync(streamRequest, token))
         {
             using (batch)
             {
@@ -122,7 +125,6 @@ internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<Em
     /// <summary>Checks a StreamDataset request (filling the split first when asked) and makes the engine's request of it.</summary>
     private async Task<StreamRequest> PrepareStreamAsync(StreamDatasetRequest request, CancellationToken token)
     {
-        var engine = host.Engine;
         ContractMapping.CheckName("dataset", request.Dataset);
         ContractMapping.CheckName("split", request.Split);
         if (request.Encoders.Count == 0)
@@ -139,9 +141,9 @@ internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<Em
         catch (NotCachedException) when (request.FillMissing)
         {
             // Fill first: a prewarm of exactly this split, which other callers can attach to.
-            var job = host.Jobs.StartOrAttach(new PrewarmSpec(request.Dataset, [request.Split], [.. request.Encoders], 0, 0));
+            var job = jobs.StartOrAttach(new PrewarmSpec(request.Dataset, [request.Split], [.. request.Encoders], 0, 0));
             await job.Completion.WaitAsync(token);
-            if (job.State != EmbedCache.Engine.Jobs.JobState.Completed)
+            if (job.State != JobState.Completed)
                 throw new NotCachedException($"filling split {Echo.Quote(request.Split)} of dataset {Echo.Quote(request.Dataset)} did not complete: {job.Snapshot().Message}");
         }
 
@@ -188,7 +190,7 @@ internal sealed partial class EmbeddingCacheService(EngineHost host, IOptions<Em
     public override Task<ListEncodersResponse> ListEncoders(ListEncodersRequest request, ServerCallContext context)
     {
         var response = new ListEncodersResponse();
-        foreach (var e in host.Engine.Entries.OrderBy(e => e.Name, StringComparer.Ordinal))
+        foreach (var e in engine.Entries.OrderBy(e => e.Name, StringComparer.Ordinal))
         {
             var info = new EncoderInfo
             {

@@ -1,99 +1,46 @@
-using EmbedCache.Engine.Caching;
-using EmbedCache.Engine.Datasets;
-using EmbedCache.Engine.Encoders;
-using EmbedCache.Engine.Storage;
-using EmbedCache.Server.Hosting;
+using EmbedCache.Engine;
 using Grpc.Core;
-using Grpc.Core.Interceptors;
 
 namespace EmbedCache.Server.Grpc;
 
 /// <summary>
-/// Turns engine outcomes into gRPC statuses with a message a person can act on. Unexpected
-/// exceptions become INTERNAL with an id to find in the log; no stack trace reaches a client.
+/// Turns what a handler throws into a gRPC status with a message a person can act on. An
+/// <see cref="EngineException"/> carries its kind (<see cref="ErrorMapping"/>) and message; a call the caller
+/// cancelled is CANCELLED; work cut off by shutdown (cancelled, or finding the engine disposed) is UNAVAILABLE.
+/// Anything else is a bug: INTERNAL, with an id to find in the log. No stack trace reaches a client.
 /// </summary>
-internal sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingInterceptor> logger) : Interceptor
+internal sealed partial class ErrorMappingInterceptor(IHostApplicationLifetime lifetime, ILogger<ErrorMappingInterceptor> logger)
+    : CallInterceptor
 {
-    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
-        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    protected override async Task<T> AroundAsync<T>(ServerCallContext context, Func<Task<T>> handler)
     {
         try
         {
-            return await continuation(request, context);
+            return await handler();
         }
         catch (Exception e) when (e is not RpcException)
         {
-            throw Map(e, context);
+            throw new RpcException(Map(e, context));
         }
     }
 
-    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
-        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
-        ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    private Status Map(Exception e, ServerCallContext context)
     {
-        try
+        switch (e)
         {
-            await continuation(request, responseStream, context);
+            case EngineException { Kind: var kind } engine:
+                if (kind == ErrorKind.DataLoss)
+                    Corruption(logger, context.Method, e.Message);
+                return new Status(ErrorMapping.ToStatusCode(kind), engine.Message);
+            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+                return new Status(StatusCode.Cancelled, "the call was cancelled");
+            case OperationCanceledException or ObjectDisposedException when lifetime.ApplicationStopping.IsCancellationRequested:
+                return new Status(StatusCode.Unavailable, "the service is shutting down; retry");
+            default:
+                var id = Guid.NewGuid().ToString("N")[..8];
+                Unexpected(logger, e, id, context.Method);
+                return new Status(StatusCode.Internal, $"internal error {id}; see the service log");
         }
-        catch (Exception e) when (e is not RpcException)
-        {
-            throw Map(e, context);
-        }
-    }
-
-    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
-        DuplexStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        try
-        {
-            await continuation(requestStream, responseStream, context);
-        }
-        catch (Exception e) when (e is not RpcException)
-        {
-            throw Map(e, context);
-        }
-    }
-
-    public override async Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        try
-        {
-            return await continuation(requestStream, context);
-        }
-        catch (Exception e) when (e is not RpcException)
-        {
-            throw Map(e, context);
-        }
-    }
-
-    private RpcException Map(Exception e, ServerCallContext context)
-    {
-        var status = e switch
-        {
-            InvalidRequestException or InvalidFeaturesException or DatasetPathException or ArgumentException => new Status(StatusCode.InvalidArgument, e.Message),
-            UnknownEncoderException or DatasetNotFoundException => new Status(StatusCode.NotFound, e.Message),
-            OutOfRangeRequestException => new Status(StatusCode.OutOfRange, e.Message),
-            NotCachedException or DatasetException or EncoderLoadException => new Status(StatusCode.FailedPrecondition, e.Message),
-            LimitExceededException => new Status(StatusCode.ResourceExhausted, e.Message),
-            StoreCorruptionException => new Status(StatusCode.DataLoss, e.Message),
-            SaveDirWriteException => new Status(StatusCode.Unavailable, e.Message),
-            ServiceUnavailableException or ObjectDisposedException => new Status(StatusCode.Unavailable, "the service is shutting down; retry"),
-            OperationCanceledException when context.CancellationToken.IsCancellationRequested => new Status(StatusCode.Cancelled, "the call was cancelled"),
-            OperationCanceledException => new Status(StatusCode.Unavailable, "the service is shutting down; retry"),
-            _ => Internal(e, context),
-        };
-        if (e is StoreCorruptionException)
-            Corruption(logger, context.Method, e.Message);
-        return new RpcException(status);
-    }
-
-    private Status Internal(Exception e, ServerCallContext context)
-    {
-        var id = Guid.NewGuid().ToString("N")[..8];
-        Unexpected(logger, e, id, context.Method);
-        return new Status(StatusCode.Internal, $"internal error {id}; see the service log");
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Internal error {ErrorId} in {Method}")]

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.MemoryMappedFiles;
 using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
+using EmbedCache.Server.Platform;
 
 namespace EmbedCache.Server.Grpc;
 
@@ -19,6 +20,9 @@ internal sealed unsafe class SharedRing : IRowDestination, IDisposable
 
     /// <summary>Ring files are named <c>embedcache-ring-&lt;pid&gt;-&lt;id&gt;</c>; the pid tells a start-up sweep whose they were.</summary>
     public const string FilePrefix = "embedcache-ring-";
+
+    /// <summary>A ring shared with the Unix socket's group: its members may connect, so they may map their ring too.</summary>
+    private const UnixFileMode ReadableByGroup = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead;
 
     private readonly Lock _lock = new();
     private readonly TimeSpan _slowReader;
@@ -63,7 +67,7 @@ internal sealed unsafe class SharedRing : IRowDestination, IDisposable
         });
         try
         {
-            if (groupId is { } gid && !Hosting.UnixSocketListener.TryShareWithGroup(path, gid, out var error))
+            if (groupId is { } gid && !UnixFileAccess.TrySetGroupAndMode(path, gid, ReadableByGroup, out var error))
                 throw new InvalidOperationException($"cannot give the shared-memory ring to the socket's group ({error})");
             stream.SetLength(size);
             var file = MemoryMappedFile.CreateFromFile(stream, null, size, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);

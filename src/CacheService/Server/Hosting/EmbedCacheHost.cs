@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using EmbedCache.Server.Configuration;
 using EmbedCache.Server.Grpc;
 using EmbedCache.Server.Hosting.Security;
 using Microsoft.AspNetCore.Connections;
@@ -148,12 +149,14 @@ public static class EmbedCacheHost
                 // A start-up error is reported once, as one line on stderr (Program), not again with a stack trace.
                 .Filter.ByExcluding(e => e.Exception is StartupException)
                 .ReadFrom.Configuration(builder.Configuration)
-                .Enrich.FromLogContext();
+                .Enrich.FromLogContext()
+                // Sinks registered as services (ILogEventSink) get the log too: a test reads it that way.
+                .ReadFrom.Services(services);
             if (json)
                 lc.WriteTo.Console(new Serilog.Formatting.Compact.CompactJsonFormatter());
             else
                 lc.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}");
-        });
+        }, preserveStaticLogger: true); // each host logs through its own logger, not the process-wide Log.Logger (tests run several)
     }
 
     /// <summary>
@@ -216,8 +219,13 @@ public static class EmbedCacheHost
 
         builder.Services.AddSingleton<EngineHost>();
         builder.Services.AddSingleton<ServiceMetrics>();
-        builder.Services.AddSingleton<Grpc.SharedStreams>();
+        builder.Services.AddSingleton<SharedStreams>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<EngineHost>());
+
+        // The handlers take the engine's parts, which exist once it has started. The starting gate lets no contract
+        // call through before that (nor once it stops), so these are built at the first call, from a ready engine.
+        builder.Services.AddSingleton(sp => WithEngine<EmbeddingCacheService>(sp));
+        builder.Services.AddSingleton(sp => WithEngine<CacheAdminService>(sp, sp.GetRequiredService<EngineHost>().StartedAt));
 
         builder.Services.AddGrpc(o =>
         {
@@ -238,6 +246,13 @@ public static class EmbedCacheHost
             .AddCheck<LifecycleHealthCheck>("lifecycle");
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         builder.Services.AddHostedService<StartupLog>();
+    }
+
+    /// <summary>A handler built with the engine's parts and <paramref name="more"/>; the rest of its constructor comes from the container.</summary>
+    private static T WithEngine<T>(IServiceProvider services, params object[] more)
+    {
+        var host = services.GetRequiredService<EngineHost>();
+        return ActivatorUtilities.CreateInstance<T>(services, [host.Engine, host.Jobs, .. more]);
     }
 
     public static void MapEmbedCache(this WebApplication app)

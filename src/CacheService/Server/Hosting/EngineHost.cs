@@ -1,9 +1,11 @@
 using System.Diagnostics;
+using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Datasets;
 using EmbedCache.Engine.Encoders;
 using EmbedCache.Engine.Jobs;
 using EmbedCache.Engine.Storage;
+using EmbedCache.Server.Configuration;
 using Microsoft.Extensions.Options;
 
 namespace EmbedCache.Server.Hosting;
@@ -115,8 +117,10 @@ public sealed partial class EngineHost(
         {
             _ready.TrySetCanceled();
         }
-        catch (Exception e) when (e is StoreOpenException or EncoderLoadException or ArgumentException)
+        catch (EngineException e)
         {
+            // The engine's own reports (a SaveDir that cannot be opened, an encoder that does not load, a dataset
+            // catalog that cannot be built) name the problem: one line is enough.
             Fail(new StartupException(e.Message));
         }
         catch (Exception e)
@@ -199,5 +203,9 @@ public sealed partial class EngineHost(
     private static partial void ShutdownCheckpoint(ILogger logger, long version);
 }
 
-/// <summary>The service cannot take requests right now (UNAVAILABLE).</summary>
-public sealed class ServiceUnavailableException(string message) : Exception(message);
+/// <summary>The engine takes no requests now: it is starting, or shutting down; <paramref name="reason"/> says which.</summary>
+public sealed class ServiceUnavailableException(string reason) : EngineException(ErrorKind.Unavailable, reason + "; retry")
+{
+    /// <summary>Why, without the advice to retry.</summary>
+    public string Reason { get; } = reason;
+}

@@ -1,50 +1,22 @@
+using EmbedCache.Server.Grpc;
 using Grpc.Core;
-using Grpc.Core.Interceptors;
 
 namespace EmbedCache.Server.Hosting;
 
 /// <summary>
-/// While the engine starts (the store recovering), trainer and admin calls answer UNAVAILABLE at once with the reason
-/// ("recovering the store (…)") instead of waiting on it; health and reflection stay open, so orchestrators can watch.
+/// Until the engine is ready (the store recovering) and from the moment it starts to stop, trainer and admin calls
+/// answer UNAVAILABLE at once with the reason ("recovering the store (…)", "the service is shutting down") instead of
+/// reaching a handler; health and reflection stay open, so orchestrators can watch. A call this lets through finds
+/// the engine ready: the handlers' registrations (<see cref="EmbedCacheHost.AddEmbedCacheServices"/>) rely on it.
 /// </summary>
-internal sealed class StartingGateInterceptor(EngineHost engine) : Interceptor
+internal sealed class StartingGateInterceptor(EngineHost engine) : CallInterceptor
 {
     private const string ContractPrefix = "/embedcache.v1.";
 
-    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
-        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    protected override Task<T> AroundAsync<T>(ServerCallContext context, Func<Task<T>> handler)
     {
-        Check(context);
-        return continuation(request, context);
-    }
-
-    public override Task ServerStreamingServerHandler<TRequest, TResponse>(
-        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
-        ServerStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Check(context);
-        return continuation(request, responseStream, context);
-    }
-
-    public override Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Check(context);
-        return continuation(requestStream, context);
-    }
-
-    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
-        DuplexStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Check(context);
-        return continuation(requestStream, responseStream, context);
-    }
-
-    private void Check(ServerCallContext context)
-    {
-        // Only while starting: once stopping, the handlers' own path reports the shutdown.
-        if (!engine.Ready.IsCompleted && context.Method.StartsWith(ContractPrefix, StringComparison.Ordinal) && engine.Unavailable is { } reason)
+        if (context.Method.StartsWith(ContractPrefix, StringComparison.Ordinal) && engine.Unavailable is { } reason)
             throw new RpcException(new Status(StatusCode.Unavailable, reason + "; retry"));
+        return handler();
     }
 }

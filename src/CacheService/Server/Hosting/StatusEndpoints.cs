@@ -24,7 +24,7 @@ public static class StatusEndpoints
             }
             catch (ServiceUnavailableException e)
             {
-                return Results.Problem(e.Message, statusCode: StatusCodes.Status503ServiceUnavailable);
+                return Results.Problem(e.Reason, statusCode: StatusCodes.Status503ServiceUnavailable);
             }
         });
     }

@@ -1,6 +1,8 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
+using EmbedCache.Server.Configuration;
+using EmbedCache.Server.Platform;
 using Microsoft.Extensions.Options;
 
 namespace EmbedCache.Server.Hosting;
@@ -81,7 +83,7 @@ internal sealed partial class UnixSocketListener(
         else if (!Directory.Exists(directory))
             yield return $"{Key}: directory '{directory}' does not exist";
 
-        if (!string.IsNullOrWhiteSpace(options.UnixSocketGroup) && GroupId(options.UnixSocketGroup) is null)
+        if (!string.IsNullOrWhiteSpace(options.UnixSocketGroup) && UnixFileAccess.GroupId(options.UnixSocketGroup) is null)
             yield return $"{GroupKey}: no group named '{options.UnixSocketGroup}' on this machine";
     }
 
@@ -96,7 +98,7 @@ internal sealed partial class UnixSocketListener(
             throw new StartupException($"{Key}: Unix socket files are not supported on Windows");
         var group = options.Value.UnixSocketGroup is { Length: > 0 } g && !string.IsNullOrWhiteSpace(g) ? g : null;
         var gid = group is null ? (uint?)null
-            : GroupId(group) ?? throw new StartupException($"{GroupKey}: no group named '{group}' on this machine");
+            : UnixFileAccess.GroupId(group) ?? throw new StartupException($"{GroupKey}: no group named '{group}' on this machine");
 
         var stale = ReplaceableExisting(path);
         var privateDirectory = CreatePrivateDirectory(System.IO.Path.GetDirectoryName(path)!);
@@ -105,13 +107,12 @@ internal sealed partial class UnixSocketListener(
         try
         {
             socket.Bind(new UnixDomainSocketEndPoint(temporary));
-            if (gid is { } id && chown(temporary, uint.MaxValue, id) != 0)
+            if (!UnixFileAccess.TrySetGroupAndMode(temporary, gid, gid is null ? OwnerOnly : OwnerAndGroup, out var error))
             {
                 throw new StartupException(
-                    $"{GroupKey}: cannot give the socket to group '{group}': {Marshal.GetLastPInvokeErrorMessage()} (the service must run as root or as a member of the group)");
+                    $"{GroupKey}: cannot give the socket to group '{group}': {error} (the service must run as root or as a member of the group)");
             }
 
-            File.SetUnixFileMode(temporary, gid is null ? OwnerOnly : OwnerAndGroup);
             if (rename(temporary, path) != 0)
                 throw new StartupException($"{Key}: cannot create '{path}': {Marshal.GetLastPInvokeErrorMessage()}");
             lock (_lock)
@@ -203,41 +204,6 @@ internal sealed partial class UnixSocketListener(
         }
     }
 
-    /// <summary>The id of a group by name (NSS: /etc/group, LDAP, …), or null when there is none.</summary>
-    /// <summary>
-    /// Gives a file the socket's group with read access for it (a shared-memory ring: members of the socket's group may
-    /// connect, so they may map their ring too). False, with errno's message, when the process may not.
-    /// </summary>
-    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-    internal static bool TryShareWithGroup(string path, uint gid, out string? error)
-    {
-        error = null;
-        if (chown(path, uint.MaxValue, gid) != 0)
-        {
-            error = Marshal.GetLastPInvokeErrorMessage();
-            return false;
-        }
-
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
-        return true;
-    }
-
-    internal static uint? GroupId(string name)
-    {
-        var buffer = new byte[1024];
-        while (true)
-        {
-            var error = getgrnam_r(name, out var group, buffer, (nuint)buffer.Length, out var result);
-            if (error == 34 /* ERANGE */ && buffer.Length < (1 << 20))
-            {
-                buffer = new byte[buffer.Length * 4];
-                continue;
-            }
-
-            return error == 0 && result != 0 ? group.Gid : null;
-        }
-    }
-
     /// <summary>
     /// lstat of <paramref name="path"/> (type and inode); null when nothing is there (<paramref name="error"/> 0) or
     /// when it cannot be examined (<paramref name="error"/> the errno).
@@ -269,16 +235,6 @@ internal sealed partial class UnixSocketListener(
         public ulong Inode;
     }
 
-    /// <summary>struct group on 64-bit Linux.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Group
-    {
-        public nint Name;
-        public nint Password;
-        public uint Gid;
-        public nint Members;
-    }
-
     [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int statx(int directory, string path, int flags, uint mask, out StatX status);
 
@@ -286,11 +242,5 @@ internal sealed partial class UnixSocketListener(
     private static partial int mkdir(string path, uint mode);
 
     [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    private static partial int chown(string path, uint owner, uint group);
-
-    [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int rename(string from, string to);
-
-    [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int getgrnam_r(string name, out Group group, byte[] buffer, nuint length, out nint result);
 }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using EmbedCache.Server.Configuration;
 
 namespace EmbedCache.Server.Hosting.Security;
 

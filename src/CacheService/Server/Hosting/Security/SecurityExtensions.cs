@@ -1,4 +1,4 @@
-using EmbedCache.Server.Grpc;
+using EmbedCache.Server.Configuration;
 using Grpc.AspNetCore.Server;
 using Microsoft.Extensions.Options;
 

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using EmbedCache.Server.Configuration;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace EmbedCache.Server.Hosting.Security;

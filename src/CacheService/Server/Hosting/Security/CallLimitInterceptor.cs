@@ -1,12 +1,12 @@
 using System.Collections.Concurrent;
 using System.Text;
 using EmbedCache.Contract.V1;
-using EmbedCache.Server.Hosting;
+using EmbedCache.Server.Configuration;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Microsoft.Extensions.Options;
 
-namespace EmbedCache.Server.Grpc;
+namespace EmbedCache.Server.Hosting.Security;
 
 /// <summary>Open streaming calls per caller (API key, or peer address in anonymous mode).</summary>
 public sealed class CallerStreamLimiter

@@ -1,47 +1,22 @@
-using EmbedCache.Server.Hosting.Security;
+using EmbedCache.Server.Grpc;
 using Grpc.Core;
-using Grpc.Core.Interceptors;
 
-namespace EmbedCache.Server.Grpc;
+namespace EmbedCache.Server.Hosting.Security;
 
 /// <summary>
 /// API keys in two roles. No or unknown key → UNAUTHENTICATED; a trainer key on CacheAdmin → PERMISSION_DENIED.
 /// Health and reflection stay open. Without configured keys (anonymous mode, loopback only unless allowed)
 /// every call passes. The caller's identity is left in <see cref="ServerCallContext.UserState"/> for the limits.
 /// </summary>
-internal sealed partial class AuthInterceptor(ApiKeySet keys, ILogger<AuthInterceptor> logger) : Interceptor
+internal sealed partial class AuthInterceptor(ApiKeySet keys, ILogger<AuthInterceptor> logger) : CallInterceptor
 {
     public const string CallerKey = "embedcache.caller";
     private const string AdminPrefix = "/embedcache.v1.CacheAdmin/";
 
-    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
-        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    protected override Task<T> AroundAsync<T>(ServerCallContext context, Func<Task<T>> handler)
     {
         Authorize(context);
-        return continuation(request, context);
-    }
-
-    public override Task ServerStreamingServerHandler<TRequest, TResponse>(
-        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
-        ServerStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Authorize(context);
-        return continuation(request, responseStream, context);
-    }
-
-    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
-        DuplexStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Authorize(context);
-        return continuation(requestStream, responseStream, context);
-    }
-
-    public override Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Authorize(context);
-        return continuation(requestStream, context);
+        return handler();
     }
 
     private void Authorize(ServerCallContext context)
