@@ -93,12 +93,7 @@ internal static class WirePathsScenario
         for (var first = 0; first < items; first += StreamBatch)
         {
             var n = Math.Min(StreamBatch, items - first);
-            var positional = new PositionalKeys { Dataset = "vec", Split = "train" };
-            for (var i = 0; i < n; i++)
-                positional.Indices.Add((ulong)(first + i));
-            var request = new LookupRequest { Keys = new KeyBatch { Positional = positional } };
-            request.Encoders.Add("e32");
-            var response = await stream.LookupAsync(request, token);
+            var response = await stream.LookupAsync(KeysLookup("vec", "e32", first, n), token);
             var rows = response.Results[0].Embeddings.Memory;
             var pairs = new KeyValuePair<RedisKey, RedisValue>[n];
             for (var i = 0; i < n; i++)

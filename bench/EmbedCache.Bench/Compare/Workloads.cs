@@ -56,6 +56,17 @@ internal static partial class Workloads
         return request;
     }
 
+    /// <summary>A lookup of the train split's keys <paramref name="first"/> to first + <paramref name="n"/> - 1, for one encoder.</summary>
+    public static LookupRequest KeysLookup(string dataset, string encoder, int first, int n)
+    {
+        var positional = new PositionalKeys { Dataset = dataset, Split = "train" };
+        for (var i = 0; i < n; i++)
+            positional.Indices.Add((ulong)(first + i));
+        var request = new LookupRequest { Keys = new KeyBatch { Positional = positional } };
+        request.Encoders.Add(encoder);
+        return request;
+    }
+
     public static async Task ReadAllAsync(EmbedCacheClient client, string encoder, int items, CancellationToken token)
     {
         const int batch = 4096;
@@ -63,11 +74,7 @@ internal static partial class Workloads
         for (var first = 0; first < items; first += batch)
         {
             var n = Math.Min(batch, items - first);
-            var positional = new PositionalKeys { Dataset = "big", Split = "train" };
-            for (var i = 0; i < n; i++)
-                positional.Indices.Add((ulong)(first + i));
-            var request = new LookupRequest { Keys = new KeyBatch { Positional = positional } };
-            request.Encoders.Add(encoder);
+            var request = KeysLookup("big", encoder, first, n);
             var response = await stream.LookupAsync(request, token);
             if (response.Results[0].Found.Span.IndexOfAnyExcept((byte)0xFF) is var k && k >= 0 && k < n / 8)
                 throw new InvalidOperationException($"{encoder}: stored keys missing after the restart");
@@ -88,15 +95,8 @@ internal static partial class Workloads
         for (var first = 0; first < items; first += batch)
         {
             var n = Math.Min(batch, items - first);
-            var positional = new PositionalKeys { Dataset = "big", Split = "train" };
-            for (var i = 0; i < n; i++)
-                positional.Indices.Add((ulong)(first + i));
-            var request = new LookupRequest
-            {
-                Keys = new KeyBatch { Positional = positional },
-                Features = new Contract.V1.FeatureBatch { Tensor = new TensorFeatures { ItemShape = { InputLength }, Data = UnsafeByteOperations.UnsafeWrap(data.AsMemory(0, n * InputLength * 4)) } },
-            };
-            request.Encoders.Add(encoder);
+            var request = KeysLookup("big", encoder, first, n);
+            request.Features = new Contract.V1.FeatureBatch { Tensor = new TensorFeatures { ItemShape = { InputLength }, Data = UnsafeByteOperations.UnsafeWrap(data.AsMemory(0, n * InputLength * 4)) } };
             await stream.LookupAsync(request, token);
         }
 
