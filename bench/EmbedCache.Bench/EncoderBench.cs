@@ -43,13 +43,13 @@ public sealed class EncoderBench : IBench
         }
 
         if (runtimes)
-            return Task.FromResult(RuntimeComparison.Run(seconds, runtimeBatches ?? [1, 32, 128], tokens, CompareBench.Repo(), cancellationToken));
+            return Task.FromResult(RuntimeComparison.Run(seconds, runtimeBatches ?? [1, 32, 128], tokens, Cli.FindRepo(), cancellationToken));
 
         // The first encoder sets torch.set_num_threads(cores); --threads overrides it afterwards.
         EncoderRegistry.CreateEncoder("probe", EncoderRegistry.Defaults()["random-mlp"]).Dispose();
         if (threads > 0)
             TorchSharp.torch.set_num_threads(threads);
-        Console.WriteLine($"Machine: {MachineInfo.Describe()}; load average at start {LoadAverage()}");
+        Console.WriteLine($"Machine: {MachineInfo.Describe()}; load average at start {MachineInfo.LoadAverage()}");
         Console.WriteLine($"Threads: torch.get_num_threads() = {TorchSharp.torch.get_num_threads()}; one caller thread; ≥ {seconds:0.#} s per cell");
         Console.WriteLine();
         // items per CPU-second (all threads of this process): less sensitive than wall time to other load on the host.
@@ -89,18 +89,6 @@ public sealed class EncoderBench : IBench
         }
 
         return Task.FromResult(0);
-    }
-
-    private static string LoadAverage()
-    {
-        try
-        {
-            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
-        }
-        catch (IOException)
-        {
-            return "n/a";
-        }
     }
 
     private static FeatureBatch Inputs(IEncoder encoder, int count)

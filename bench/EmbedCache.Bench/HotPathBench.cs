@@ -1,6 +1,13 @@
 using System.Diagnostics;
+using EmbedCache.Bench.Compare;
 using EmbedCache.CacheClient;
 using Grpc.Net.Client;
+using static EmbedCache.Bench.Cli;
+using static EmbedCache.Bench.Compare.Datasets;
+using static EmbedCache.Bench.Compare.Measurement;
+using static EmbedCache.Bench.Compare.Processes;
+using static EmbedCache.Bench.Compare.PrewarmScenario;
+using static EmbedCache.Bench.Compare.Workloads;
 
 namespace EmbedCache.Bench;
 
@@ -20,32 +27,25 @@ public sealed class HotPathBench : IBench
     public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
         var workload = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal)) ?? "epoch";
-        var seconds = double.Parse(CompareBench.OptionOf(args, "--seconds") ?? "20", System.Globalization.CultureInfo.InvariantCulture);
-        var items = int.Parse(CompareBench.OptionOf(args, "--items") ?? "100000", System.Globalization.CultureInfo.InvariantCulture);
-        var clients = int.Parse(CompareBench.OptionOf(args, "--clients") ?? "4", System.Globalization.CultureInfo.InvariantCulture);
-        return await CompareBench.HotPathAsync(workload, seconds, items, clients, CompareBench.OptionOf(args, "--repo") ?? CompareBench.Repo(), args.Contains("--memory"), cancellationToken);
+        var seconds = double.Parse(Option(args, "--seconds") ?? "20", System.Globalization.CultureInfo.InvariantCulture);
+        var items = int.Parse(Option(args, "--items") ?? "100000", System.Globalization.CultureInfo.InvariantCulture);
+        var clients = int.Parse(Option(args, "--clients") ?? "4", System.Globalization.CultureInfo.InvariantCulture);
+        return await HotPathAsync(workload, seconds, items, clients, Option(args, "--repo") ?? FindRepo(), args.Contains("--memory"), cancellationToken);
     }
-}
-
-public sealed partial class CompareBench
-{
-    internal static string? OptionOf(string[] args, string name) => Option(args, name);
-
-    internal static string Repo() => FindRepo();
 
     /// <param name="memoryOnly">Run the service without a SaveDir (nothing is written to disk; checkpoints are no-ops).</param>
-    internal static async Task<int> HotPathAsync(string workload, double seconds, int items, int clients, string repo, bool memoryOnly, CancellationToken token)
+    private static async Task<int> HotPathAsync(string workload, double seconds, int items, int clients, string repo, bool memoryOnly, CancellationToken token)
     {
         var root = Path.Combine(Path.GetTempPath(), "embedcache-hotpath-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
             if (workload is "pretrained" or "pretrained-quick")
-                return await new CompareBench().PretrainedOnlyAsync(repo, root, quick: workload == "pretrained-quick", token);
+                return await PretrainedTextScenario.RunAloneAsync(repo, root, quick: workload == "pretrained-quick", token);
 
             var dataRoot = Path.Combine(root, "data");
             WriteVectorDataset(Path.Combine(dataRoot, "vec"), workload == "prewarm" ? 1000 : items);
             WriteTextDataset(Path.Combine(dataRoot, "text2"), workload == "prewarm" ? items : 30);
-            var serviceDll = Path.Combine(repo, "src/CacheService/bin/Release/net10.0/EmbedCache.CacheService.dll");
+            var serviceDll = ServiceDll(repo);
             string[] serviceArgs =
             [
                 .. CommonServiceArgs(memoryOnly ? "" : Path.Combine(root, "save"), dataRoot), "--EmbedCache:Datasets:vec=vec", "--EmbedCache:Datasets:text2=text2",
@@ -60,7 +60,7 @@ public sealed partial class CompareBench
                 await PrewarmAsync(client, "vec", "e16", 256, token);
             }
 
-            Console.WriteLine($"service pid {service.Process.Pid}{(transport is null ? "" : $"; transport pid {transport.Process.Pid}")}; {workload} for {seconds} s");
+            Console.WriteLine($"service pid {service.Process.Id}{(transport is null ? "" : $"; transport pid {transport.Process.Id}")}; {workload} for {seconds} s");
             Console.Out.Flush();
 
             var clock = Stopwatch.StartNew();
@@ -105,7 +105,7 @@ public sealed partial class CompareBench
                         }
                         catch (Grpc.Core.RpcException) when (service.Process.HasExited)
                         {
-                            throw new InvalidOperationException($"the service exited:{Environment.NewLine}{service.Process.Tail}");
+                            throw new InvalidOperationException($"the service exited:{Environment.NewLine}{service.Process.Output}");
                         }
 
                         rounds++;

@@ -12,6 +12,19 @@ public static class MachineInfo
                $"{DateTime.UtcNow:yyyy-MM-dd}";
     }
 
+    /// <summary>The 1-, 5- and 15-minute load averages, as /proc/loadavg gives them.</summary>
+    public static string LoadAverage()
+    {
+        try
+        {
+            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+        }
+        catch (IOException)
+        {
+            return "n/a";
+        }
+    }
+
     private static string OsName()
     {
         try

@@ -1,6 +1,9 @@
 using System.Diagnostics;
+using EmbedCache.Bench.Compare;
 using EmbedCache.CacheClient;
-using EmbedCache.Contract.V1;
+using static EmbedCache.Bench.Cli;
+using static EmbedCache.Bench.Compare.Processes;
+using static EmbedCache.Bench.Compare.Workloads;
 
 namespace EmbedCache.Bench;
 
@@ -19,18 +22,15 @@ public sealed class RestartBench : IBench
 
     public Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var items = int.Parse(CompareBench.OptionOf(args, "--items") ?? "1000000", System.Globalization.CultureInfo.InvariantCulture);
-        var restarts = int.Parse(CompareBench.OptionOf(args, "--restarts") ?? "3", System.Globalization.CultureInfo.InvariantCulture);
-        return CompareBench.RestartOnlyAsync(items, restarts, args.Contains("--cold"), CompareBench.OptionOf(args, "--repo") ?? CompareBench.Repo(), cancellationToken);
+        var items = int.Parse(Option(args, "--items") ?? "1000000", System.Globalization.CultureInfo.InvariantCulture);
+        var restarts = int.Parse(Option(args, "--restarts") ?? "3", System.Globalization.CultureInfo.InvariantCulture);
+        return RestartOnlyAsync(items, restarts, args.Contains("--cold"), Option(args, "--repo") ?? FindRepo(), cancellationToken);
     }
-}
 
-public sealed partial class CompareBench
-{
-    internal static async Task<int> RestartOnlyAsync(int items, int restarts, bool cold, string repo, CancellationToken token)
+    private static async Task<int> RestartOnlyAsync(int items, int restarts, bool cold, string repo, CancellationToken token)
     {
         var root = Path.Combine(Path.GetTempPath(), "embedcache-restart-" + Guid.NewGuid().ToString("N")[..8]);
-        var serviceDll = Path.Combine(repo, "src/CacheService/bin/Release/net10.0/EmbedCache.CacheService.dll");
+        var serviceDll = ServiceDll(repo);
         try
         {
             string[] args =
@@ -47,7 +47,7 @@ public sealed partial class CompareBench
                 await client.CheckpointAsync(token);
             }
 
-            Console.WriteLine($"restart to serving, {2 * items:N0} stored ({items:N0} Cpu + {items:N0} Disk); {MachineInfo.Describe()}; load average {LoadAverage()}");
+            Console.WriteLine($"restart to serving, {2 * items:N0} stored ({items:N0} Cpu + {items:N0} Disk); {MachineInfo.Describe()}; load average {MachineInfo.LoadAverage()}");
             for (var run = 1; run <= restarts; run++)
             {
                 if (cold)
@@ -70,7 +70,7 @@ public sealed partial class CompareBench
                 }
 
                 Console.WriteLine(FormattableString.Invariant(
-                    $"restart {run}{(cold ? " (SaveDir evicted from the page cache)" : "")}: {listening:0.00} s to 'listening', {healthy:0.00} s to SERVING, {serving:0.00} s to the first successful lookup; load average {LoadAverage()}"));
+                    $"restart {run}{(cold ? " (SaveDir evicted from the page cache)" : "")}: {listening:0.00} s to 'listening', {healthy:0.00} s to SERVING, {serving:0.00} s to the first successful lookup; load average {MachineInfo.LoadAverage()}"));
                 lock (lines)
                 {
                     foreach (var line in lines.Where(l => l.Contains("Store", StringComparison.Ordinal) || l.Contains("ecover", StringComparison.Ordinal) || l.Contains("EmbedCache", StringComparison.Ordinal) || l.Contains("Engine", StringComparison.Ordinal)))
@@ -90,57 +90,6 @@ public sealed partial class CompareBench
             {
                 Log($"could not remove {root}: {e.Message}");
             }
-        }
-    }
-
-    /// <summary>Drops the files under <paramref name="dir"/> from the page cache (and only them).</summary>
-    private static void EvictFromPageCache(string dir)
-    {
-        const int PosixFadvDontNeed = 4;
-        foreach (var file in Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories))
-        {
-            using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            if (PosixFadvise(handle, 0, 0, PosixFadvDontNeed) != 0)
-                throw new IOException($"posix_fadvise(DONTNEED) failed on {file}");
-        }
-    }
-
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "posix_fadvise")]
-    private static partial int PosixFadvise(Microsoft.Win32.SafeHandles.SafeFileHandle fd, long offset, long length, int advice);
-
-    private static async Task<Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus?> HealthOrNullAsync(EmbedCacheClient client, CancellationToken token)
-    {
-        try
-        {
-            return await client.CheckHealthAsync(cancellationToken: token);
-        }
-        catch (Grpc.Core.RpcException)
-        {
-            return null;
-        }
-    }
-
-    /// <summary>Polls a lookup of the first and last stored key of both tiers until it finds all four; seconds on <paramref name="clock"/>.</summary>
-    private static async Task<double> FirstLookupAsync(EmbedCacheClient client, int items, Stopwatch clock, CancellationToken token)
-    {
-        var request = new LookupRequest { Keys = new KeyBatch { Positional = new PositionalKeys { Dataset = "big", Split = "train", Indices = { 0UL, (ulong)items - 1 } } } };
-        request.Encoders.Add("bigc");
-        request.Encoders.Add("bigd");
-        while (true)
-        {
-            if (clock.Elapsed > TimeSpan.FromSeconds(120))
-                throw new TimeoutException("the restarted service did not serve the stored keys within 120 s");
-            try
-            {
-                var response = await client.LookupAsync(request, token);
-                if (response.Results.All(r => r.Found.Length > 0 && r.Found[0] == 0b11))
-                    return clock.Elapsed.TotalSeconds;
-            }
-            catch (Grpc.Core.RpcException)
-            {
-            }
-
-            await Task.Delay(20, token);
         }
     }
 }

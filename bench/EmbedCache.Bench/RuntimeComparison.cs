@@ -53,7 +53,7 @@ internal static class RuntimeComparison
         ];
 
         EncoderRegistry.CreateEncoder("probe", EncoderRegistry.Defaults()["random-mlp"]).Dispose(); // TorchRuntime: set_num_threads(cores)
-        Console.WriteLine($"Machine: {MachineInfo.Describe()}; load average at start {CompareBench.LoadAverage()}");
+        Console.WriteLine($"Machine: {MachineInfo.Describe()}; load average at start {MachineInfo.LoadAverage()}");
         Console.WriteLine($"Threads: TorchSharp torch.get_num_threads() = {TorchSharp.torch.get_num_threads()}, ONNX Runtime IntraOpNumThreads = {Environment.ProcessorCount}; one caller thread; {Turns} alternating turns per side, ≥ {seconds:0.#} s per side");
         Console.WriteLine();
         Console.WriteLine("| graph | input | batch | TorchSharp items/s | ONNX Runtime items/s | ORT ÷ TorchSharp |");

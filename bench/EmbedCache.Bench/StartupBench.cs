@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using EmbedCache.Bench.Compare;
 using EmbedCache.CacheClient;
 using SkiaSharp;
 
@@ -55,7 +56,7 @@ public sealed partial class StartupBench : IBench
                 {
                     var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
                     var clock = Stopwatch.StartNew();
-                    using var process = ChildProcess.Start("dotnet",
+                    using var process = Processes.Start("dotnet",
                         [dll, "--EmbedCache:GrpcPort=0", "--EmbedCache:HttpPort=0", $"--EmbedCache:SaveDir={save}",
                          $"--EmbedCache:Encoders:all-minilm-l6-v2:Load={mode}", $"--EmbedCache:Encoders:resnet18:Load={mode}"],
                         line =>
@@ -63,7 +64,6 @@ public sealed partial class StartupBench : IBench
                             var m = ListeningLine().Match(line);
                             if (m.Success)
                                 listening.TrySetResult(new Uri(m.Groups[1].Value));
-                            return true;
                         }, Path.GetDirectoryName(dll));
                     var uri = await listening.Task.WaitAsync(TimeSpan.FromMinutes(3), cancellationToken);
                     var ready = clock.Elapsed.TotalSeconds;

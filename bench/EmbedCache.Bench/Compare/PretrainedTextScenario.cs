@@ -1,11 +1,14 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using EmbedCache.CacheClient;
 using EmbedCache.Engine.Encoders;
 using Microsoft.ML.OnnxRuntime;
+using static EmbedCache.Bench.Cli;
+using static EmbedCache.Bench.Compare.Datasets;
+using static EmbedCache.Bench.Compare.Processes;
+using static EmbedCache.Bench.Compare.Workloads;
 
-namespace EmbedCache.Bench;
+namespace EmbedCache.Bench.Compare;
 
 /// <summary>
 /// The real text model in <c>compare</c>: a prewarm of the shipped fortunes dataset with all-minilm-l6-v2 (ONNX
@@ -14,14 +17,12 @@ namespace EmbedCache.Bench;
 /// cached vs <c>--no-cache</c>. It runs on a service instance of its own (fortunes and the default encoders, its
 /// own SaveDir), after the main one has stopped.
 /// </summary>
-public sealed partial class CompareBench
+internal static class PretrainedTextScenario
 {
     private const string AllMiniLm = EncoderRegistry.AllMiniLmL6V2;
     private static readonly int[] PretrainedBatches = [32, 128];
 
-    private string _pretrainedHeadline = "prewarm all-minilm-l6-v2: n/a";
-
-    private async Task PretrainedTextAsync(string serviceDll, string trainerDll, string repo, string root, Settings s, CancellationToken token)
+    public static async Task RunAsync(CompareReport report, string serviceDll, string trainerDll, string repo, string root, Settings s, CancellationToken token)
     {
         var dataRoot = Path.Combine(root, "data-pretrained");
         var (train, val) = CopyFortunes(Path.Combine(repo, "deploy", "datasets", "fortunes"), Path.Combine(dataRoot, "fortunes"), s.Quick);
@@ -60,11 +61,11 @@ public sealed partial class CompareBench
             var ratio = prewarm.Wall / session;
             if (ratio < worst.Ratio)
                 worst = (ratio, prewarm.Wall);
-            _extra.Add(FormattableString.Invariant(
+            report.Extra.Add(FormattableString.Invariant(
                 $"| prewarm all-minilm-l6-v2 (ONNX Runtime; fortunes train, {train.Length:N0} sentences; batch {batch}, 1 worker) | {prewarm.Wall:N1} sentences/s wall ({prewarm.JobRate:N1} job-reported); job {prewarm.Message} | bare ONNX Runtime session, same model file and threads, pre-tokenized padded batches of the same sentences: {session:N1}/s (mean of {sessionBefore:N1} before and {sessionAfter:N1} after); bare `IEncoder.Encode` (tokenization included): {encode:N1}/s | **{100 * ratio:0}%** of bare ONNX Runtime ({100 * prewarm.Wall / encode:0}% of bare `Encode`) |"));
         }
 
-        _pretrainedHeadline = FormattableString.Invariant($"prewarm all-minilm-l6-v2: {worst.Rate:N0} sentences/s; {100 * worst.Ratio:0}% of bare ONNX Runtime");
+        report.PretrainedHeadline = FormattableString.Invariant($"prewarm all-minilm-l6-v2: {worst.Rate:N0} sentences/s; {100 * worst.Ratio:0}% of bare ONNX Runtime");
 
         // Training on the real model: the fill epoch encodes through the service (the namespace is dropped first, so
         // nothing is cached from the runs above); --no-cache runs the same encoder in the trainer every epoch.
@@ -79,45 +80,21 @@ public sealed partial class CompareBench
         var cachedEpochs = EpochSeconds(cachedDir);
         var localEpochs = EpochSeconds(localDir);
         var perEpoch = string.Join(" / ", cachedEpochs.Zip(localEpochs, (c, l) => (l / c).ToString("0.0", CultureInfo.InvariantCulture) + "×"));
-        _extra.Add(FormattableString.Invariant(
+        report.Extra.Add(FormattableString.Invariant(
             $"| training, {s.TrainEpochs} epochs, all-minilm-l6-v2 (ONNX Runtime), fortunes {train.Length:N0} + {val.Length:N0} sentences: cached (service) | {cached.Wall:0.0} s wall; epochs {cached.Epochs} s | `--no-cache` (encode every epoch, in process): {local.Wall:0.0} s wall; epochs {local.Epochs} s | **{local.Wall / cached.Wall:0.0}×** wall, **{local.Steady / cached.Steady:0.0}×** per steady epoch; per epoch {perEpoch} |"));
     }
 
     /// <summary>The scenario alone (<c>hotpath pretrained</c>): prints its headline and rows.</summary>
-    internal async Task<int> PretrainedOnlyAsync(string repo, string root, bool quick, CancellationToken token)
+    public static async Task<int> RunAloneAsync(string repo, string root, bool quick, CancellationToken token)
     {
-        var s = SettingsFor(quick);
+        var s = Settings.For(quick);
         Directory.CreateDirectory(root);
-        await PretrainedTextAsync(Path.Combine(repo, "src/CacheService/bin/Release/net10.0/EmbedCache.CacheService.dll"),
-            Path.Combine(repo, "src/Trainer/bin/Release/net10.0/EmbedCache.Trainer.dll"), repo, root, s, token);
-        Console.WriteLine(_pretrainedHeadline);
-        foreach (var row in _extra)
+        var report = new CompareReport();
+        await RunAsync(report, ServiceDll(repo), TrainerDll(repo), repo, root, s, token);
+        Console.WriteLine(report.PretrainedHeadline);
+        foreach (var row in report.Extra)
             Console.WriteLine(row);
         return 0;
-    }
-
-    /// <summary>Copies the shipped fortunes dataset (with --quick, its first 400 train and 100 val lines); returns its sentences.</summary>
-    private static (string[] Train, string[] Val) CopyFortunes(string source, string target, bool quick)
-    {
-        Directory.CreateDirectory(target);
-        File.Copy(Path.Combine(source, "dataset.json"), Path.Combine(target, "dataset.json"));
-        string[] Copy(string file, int quickLines)
-        {
-            var lines = File.ReadAllLines(Path.Combine(source, file)).Where(l => l.Length > 0).ToArray();
-            if (quick)
-                lines = lines[..Math.Min(quickLines, lines.Length)];
-            File.WriteAllLines(Path.Combine(target, file), lines);
-            return Array.ConvertAll(lines, l => JsonDocument.Parse(l).RootElement.GetProperty("text").GetString()!);
-        }
-
-        return (Copy("train.jsonl", 400), Copy("val.jsonl", 100));
-    }
-
-    private static double[] EpochSeconds(string outDir)
-    {
-        var metrics = Directory.GetFiles(outDir, "metrics.json", SearchOption.AllDirectories).First();
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(metrics));
-        return doc.RootElement.GetProperty("epochs").EnumerateArray().Select(e => e.GetProperty("seconds").GetDouble()).ToArray();
     }
 
     /// <summary>
