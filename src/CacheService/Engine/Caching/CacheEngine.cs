@@ -277,9 +277,9 @@ public sealed partial class CacheEngine : IDisposable
     /// Drops a namespace and reclaims its space. Encoders that use it get a fresh, empty one, and
     /// splits recorded as complete for it are no longer, so streaming says "not cached".
     /// </summary>
-    public DropResult DropNamespace(Fingerprint fingerprint)
+    public async Task<DropResult> DropNamespaceAsync(Fingerprint fingerprint, CancellationToken cancellationToken = default)
     {
-        var result = Store.Drop(fingerprint);
+        var result = await Store.DropAsync(fingerprint, cancellationToken);
         foreach (var entry in _encoders.Values)
         {
             if (entry.Fingerprint == fingerprint)

@@ -754,10 +754,14 @@ public sealed class EmbeddingStore : IDisposable
     /// Removes a namespace and reclaims its space: its FASTER store is compacted without the namespace's records and,
     /// once that is committed (with a SaveDir), the log is truncated. Handles to it stop working.
     /// </summary>
-    public DropResult Drop(Fingerprint fingerprint)
+    /// <param name="cancellationToken">
+    /// Ends a wait for another admin operation (a checkpoint, another drop) or for running writes. Once the compaction
+    /// has started the drop runs to its end: a half-dropped namespace is never left behind.
+    /// </param>
+    public async Task<DropResult> DropAsync(Fingerprint fingerprint, CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
-        _admin.Wait();
+        await _admin.WaitAsync(cancellationToken);
         try
         {
             if (!_namespaces.TryGetValue(fingerprint, out var state) || state.Dropped)
@@ -765,7 +769,7 @@ public sealed class EmbeddingStore : IDisposable
 
             var kv = StoreOf(state);
             long before, after;
-            Gate.CloseAsync().GetAwaiter().GetResult();
+            await Gate.CloseAsync(cancellationToken);
             try
             {
                 lock (_registerLock)
@@ -775,21 +779,7 @@ public sealed class EmbeddingStore : IDisposable
                 }
 
                 before = kv.LogBytes;
-                var log = kv.Kv.Log;
-                _compactionIdle.Reset();
-                Interlocked.Increment(ref _compactions);
-                try
-                {
-                    log.ShiftReadOnlyAddress(log.TailAddress, wait: true);
-                    using var session = kv.NewSession(new StoreFunctions());
-                    session.Compact(log.SafeReadOnlyAddress, CompactionType.Lookup, new DropCompaction(state.FingerprintBytes));
-                }
-                finally
-                {
-                    Interlocked.Increment(ref _compactions);
-                    _compactionIdle.Set();
-                }
-
+                Compact(kv, state.FingerprintBytes);
                 after = kv.LogBytes;
             }
             finally
@@ -802,7 +792,7 @@ public sealed class EmbeddingStore : IDisposable
             if (Persistent)
             {
                 // Commit the compacted state (its new begin address) before deleting any log file.
-                CheckpointCoreAsync().GetAwaiter().GetResult();
+                await CheckpointCoreAsync();
             }
 
             kv.Kv.Log.Truncate();
@@ -814,6 +804,25 @@ public sealed class EmbeddingStore : IDisposable
         finally
         {
             _admin.Release();
+        }
+    }
+
+    /// <summary>Rewrites <paramref name="kv"/>'s log without the records of the namespace; readers see the generation move.</summary>
+    private void Compact(KvStore kv, byte[] fingerprint)
+    {
+        var log = kv.Kv.Log;
+        _compactionIdle.Reset();
+        Interlocked.Increment(ref _compactions);
+        try
+        {
+            log.ShiftReadOnlyAddress(log.TailAddress, wait: true);
+            using var session = kv.NewSession(new StoreFunctions());
+            session.Compact(log.SafeReadOnlyAddress, CompactionType.Lookup, new DropCompaction(fingerprint));
+        }
+        finally
+        {
+            Interlocked.Increment(ref _compactions);
+            _compactionIdle.Set();
         }
     }
 

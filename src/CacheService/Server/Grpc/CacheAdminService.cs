@@ -82,7 +82,7 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
         return new CheckpointResponse { Token = checkpoint.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), DurationMs = clock.Elapsed.TotalMilliseconds };
     }
 
-    public override Task<DropNamespaceResponse> DropNamespace(DropNamespaceRequest request, ServerCallContext context)
+    public override async Task<DropNamespaceResponse> DropNamespace(DropNamespaceRequest request, ServerCallContext context)
     {
         var engine = host.Engine;
         Fingerprint fingerprint;
@@ -102,8 +102,8 @@ internal sealed class CacheAdminService(EngineHost host) : AdminBinding.Base
 
         if (!engine.Store.ListNamespaces().Any(n => n.Fingerprint == fingerprint))
             throw new RpcException(new Status(StatusCode.NotFound, $"no stored namespace with fingerprint {fingerprint}"));
-        var result = engine.DropNamespace(fingerprint);
-        return Task.FromResult(new DropNamespaceResponse { ItemsDropped = (ulong)result.Items, BytesReclaimed = (ulong)result.BytesReclaimed });
+        var result = await engine.DropNamespaceAsync(fingerprint, context.CancellationToken);
+        return new DropNamespaceResponse { ItemsDropped = (ulong)result.Items, BytesReclaimed = (ulong)result.BytesReclaimed };
     }
 
     public override Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
