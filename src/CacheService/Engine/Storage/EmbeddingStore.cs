@@ -39,6 +39,8 @@ public sealed class EmbeddingStore : IDisposable
     private readonly Lazy<bool> _cuda;
     private readonly GpuBudget _gpuBudget;
     private readonly Task? _periodic;
+    private readonly FasterTier _cpuTier;
+    private readonly FasterTier _diskTier;
     private Manifest? _manifest;
     private long _version;
     private StoreCheckpoint? _lastCheckpoint;
@@ -69,6 +71,8 @@ public sealed class EmbeddingStore : IDisposable
         CpuStore = cpu;
         DiskStore = disk;
         MetaStore = meta;
+        _cpuTier = new FasterTier(cpu, this);
+        _diskTier = new FasterTier(disk, this);
         _cuda = cuda;
         _gpuBudget = new GpuBudget(options.GpuMemoryBytes);
         _manifest = manifest;
@@ -81,6 +85,7 @@ public sealed class EmbeddingStore : IDisposable
             {
                 var spec = new NamespaceSpec(ns.Encoder, ns.Fingerprint, ns.Dim, ns.DType, ns.Tier);
                 var state = new NamespaceState(spec, ns.Tier, ns.StorageTier, registered: false) { Items = ns.Items, Bytes = ns.Bytes };
+                state.Tiers = [FasterTierOf(state)];
                 _namespaces[ns.Fingerprint] = state;
             }
         }
@@ -106,10 +111,13 @@ public sealed class EmbeddingStore : IDisposable
 
     internal PutGate Gate { get; } = new();
 
-    /// <summary>Label records stored (group ids, pairs, opaque labels), over all datasets and splits.</summary>
+    /// <summary>
+    /// Records stored by counted writes (<see cref="StoreSession.PutRecords(RecordKeys, ReadOnlySpan{byte}, int, bool)"/>
+    /// with <c>counted</c>: the caching layer's labels), kept in the manifest across restarts.
+    /// </summary>
     public long LabelItems => Interlocked.Read(ref _labelItems);
 
-    /// <summary>Counts label records a write created; called inside <see cref="Gate"/>, so checkpoints record exact counts.</summary>
+    /// <summary>Counts records a counted write created; called inside <see cref="Gate"/>, so checkpoints record exact counts.</summary>
     internal void AddLabelItems(int created) => Interlocked.Add(ref _labelItems, created);
 
     /// <summary>The last committed checkpoint (recovered at open, or taken since); null before the first.</summary>
@@ -430,6 +438,7 @@ public sealed class EmbeddingStore : IDisposable
             var storage = StorageTierOf(tier);
             CheckRecordFits(spec, storage);
             var state = new NamespaceState(spec, tier, storage, registered: true);
+            state.Tiers = [FasterTierOf(state)];
             if (tier == Tier.Gpu)
                 AttachTable(state);
             state.Handle = new NamespaceHandle(state);
@@ -441,6 +450,8 @@ public sealed class EmbeddingStore : IDisposable
     private static Tier StorageTierOf(Tier tier) => tier == Tier.Disk ? Tier.Disk : Tier.Cpu;
 
     internal KvStore StoreOf(NamespaceState state) => state.StorageTier == Tier.Disk ? DiskStore : CpuStore;
+
+    private FasterTier FasterTierOf(NamespaceState state) => state.StorageTier == Tier.Disk ? _diskTier : _cpuTier;
 
     /// <summary>
     /// Starts writing the log of <paramref name="ns"/>'s FASTER store to the SaveDir up to its tail, in the background
@@ -500,6 +511,7 @@ public sealed class EmbeddingStore : IDisposable
         if (table is not null)
         {
             state.Table = table;
+            state.Tiers = [new GpuTableTier(table, ReportTableCorruption), FasterTierOf(state)];
             return;
         }
 
@@ -789,6 +801,7 @@ public sealed class EmbeddingStore : IDisposable
 
             state.Table?.Dispose();
             state.Table = null;
+            state.Tiers = [FasterTierOf(state)];
             if (Persistent)
             {
                 // Commit the compacted state (its new begin address) before deleting any log file.

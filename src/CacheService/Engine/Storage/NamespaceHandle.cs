@@ -88,6 +88,9 @@ internal sealed class NamespaceState
 
     public GpuTable? Table { get; set; }
 
+    /// <summary>The tiers a session reads through, top first: the Gpu table (if any), then the FASTER store.</summary>
+    public IEmbeddingTier[] Tiers { get; set; } = [];
+
     public NamespaceHandle? Handle { get; set; }
 
     public long Items;
