@@ -101,7 +101,7 @@ public sealed class StoreIntegrityTests
             Assert.True(logAfter < logBefore, $"log files did not shrink ({logBefore} → {logAfter})");
             Assert.DoesNotContain(store.ListNamespaces(), i => i.Fingerprint == dropped.Fingerprint);
             using var s2 = store.NewSession();
-            Assert.Throws<InvalidOperationException>(() => s2.Contains(a, ItemKeyBatch.Positional("ds", "s", [0]), new byte[1]));
+            Assert.Throws<NamespaceDroppedException>(() => s2.Contains(a, ItemKeyBatch.Positional("ds", "s", [0]), new byte[1]));
             Assert.False((await store.DropAsync(dropped.Fingerprint)).Found);
         }
 

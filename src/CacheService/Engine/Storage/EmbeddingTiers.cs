@@ -187,7 +187,7 @@ internal sealed unsafe class FasterTier(KvStore kv, EmbeddingStore store) : IEmb
         var source = batch.StoredKeys;
         var rowBytes = batch.Namespace.RowBytes;
         var n = batch.Count;
-        var compactions = store.CompactionGeneration;
+        var compactions = store.Compaction.Generation;
         var left = wanted;
         int corrupt, first;
         while (true)
@@ -195,7 +195,7 @@ internal sealed unsafe class FasterTier(KvStore kv, EmbeddingStore store) : IEmb
             fixed (byte* rowPtr = rows)
             fixed (byte* maskPtr = mask)
                 (corrupt, first) = faster.Read(ref source, ReadMode.Rows, rowPtr, rowBytes, maskPtr, n, left, all: false);
-            if (corrupt > 0 || !StillMissing(mask, wanted, batch, ref left) || !store.CompactionOverlapped(ref compactions))
+            if (corrupt > 0 || !StillMissing(mask, wanted, batch, ref left) || !store.Compaction.Overlapped(ref compactions))
                 break;
         }
 
@@ -206,14 +206,14 @@ internal sealed unsafe class FasterTier(KvStore kv, EmbeddingStore store) : IEmb
     {
         var faster = batch.Faster(Kv);
         var source = batch.StoredKeys;
-        var compactions = store.CompactionGeneration;
+        var compactions = store.Compaction.Generation;
         var left = wanted;
         do
         {
             fixed (byte* maskPtr = mask)
                 faster.Read(ref source, ReadMode.Exists, null, 0, maskPtr, batch.Count, left, all: false);
         }
-        while (StillMissing(mask, wanted, batch, ref left) && store.CompactionOverlapped(ref compactions));
+        while (StillMissing(mask, wanted, batch, ref left) && store.Compaction.Overlapped(ref compactions));
     }
 
     public void Write(TierBatch batch, ReadOnlySpan<byte> rows, ReadOnlySpan<int> which)
