@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using EmbedCache.Engine.Datasets;
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Storage;
@@ -26,7 +27,8 @@ public sealed record SplitManifest
 
     public DatasetKeyScheme KeyScheme { get; init; }
 
-    /// <summary>Encoders (by fingerprint) whose embeddings cover every item.</summary>
+    /// <summary>Encoders (by fingerprint) whose embeddings cover every item. Stored as a list of 32-hex-digit strings.</summary>
+    [JsonConverter(typeof(FingerprintSetConverter))]
     public IReadOnlySet<Fingerprint> CompleteFor { get; init; } = FrozenSet<Fingerprint>.Empty;
 
     /// <summary>Labels and the index → key map are stored for every item.</summary>
@@ -106,68 +108,40 @@ public sealed class SplitManifests(SessionPool sessions)
     private static SplitManifest? Load(StoreSession session, string key)
     {
         var bytes = session.GetMetadata(key);
-        if (bytes is null || JsonSerializer.Deserialize<Stored>(bytes) is not { } stored)
-            return null;
-        var complete = new HashSet<Fingerprint>();
-        foreach (var hex in stored.CompleteFor)
-        {
-            if (!Fingerprint.TryParse(hex, out var fingerprint))
-                throw new InvalidDataException($"split manifest {key} names a malformed fingerprint '{hex}'");
-            complete.Add(fingerprint);
-        }
-
-        return new SplitManifest
-        {
-            Dataset = stored.Dataset,
-            Split = stored.Split,
-            Items = stored.Items,
-            Pairs = stored.Pairs,
-            Labels = stored.Labels,
-            KeyScheme = stored.KeyScheme,
-            CompleteFor = complete.ToFrozenSet(),
-            LabelsComplete = stored.LabelsComplete,
-        };
+        return bytes is null ? null : JsonSerializer.Deserialize<SplitManifest>(bytes);
     }
 
-    private static void Save(StoreSession session, string key, SplitManifest manifest)
-    {
-        var stored = new Stored
-        {
-            Dataset = manifest.Dataset,
-            Split = manifest.Split,
-            Items = manifest.Items,
-            Pairs = manifest.Pairs,
-            Labels = manifest.Labels,
-            KeyScheme = manifest.KeyScheme,
-            CompleteFor = [.. manifest.CompleteFor.Select(f => f.ToString()).Order(StringComparer.Ordinal)],
-            LabelsComplete = manifest.LabelsComplete,
-        };
-        session.PutMetadata(key, JsonSerializer.SerializeToUtf8Bytes(stored));
-    }
+    private static void Save(StoreSession session, string key, SplitManifest manifest) =>
+        session.PutMetadata(key, JsonSerializer.SerializeToUtf8Bytes(manifest));
 
     private static List<string> LoadIndex(StoreSession session)
     {
         var bytes = session.GetMetadata(IndexKey);
         return bytes is null ? [] : JsonSerializer.Deserialize<List<string>>(bytes) ?? [];
     }
+}
 
-    /// <summary>The stored JSON, as it has always been (fingerprints as 32 hex digits).</summary>
-    private sealed class Stored
+/// <summary>A set of fingerprints as the split manifests have always stored it: a JSON list of 32-hex-digit strings.</summary>
+internal sealed class FingerprintSetConverter : JsonConverter<IReadOnlySet<Fingerprint>>
+{
+    public override IReadOnlySet<Fingerprint> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
-        public required string Dataset { get; init; }
+        var set = new HashSet<Fingerprint>();
+        foreach (var hex in JsonSerializer.Deserialize<List<string>>(ref reader, options) ?? [])
+        {
+            if (!Fingerprint.TryParse(hex, out var fingerprint))
+                throw new JsonException($"'{hex}' is not a fingerprint (32 hex digits)");
+            set.Add(fingerprint);
+        }
 
-        public required string Split { get; init; }
+        return set.ToFrozenSet();
+    }
 
-        public long Items { get; init; }
-
-        public long Pairs { get; init; }
-
-        public DatasetLabelKind Labels { get; init; }
-
-        public DatasetKeyScheme KeyScheme { get; init; }
-
-        public List<string> CompleteFor { get; init; } = [];
-
-        public bool LabelsComplete { get; init; }
+    public override void Write(Utf8JsonWriter writer, IReadOnlySet<Fingerprint> value, JsonSerializerOptions options)
+    {
+        writer.WriteStartArray();
+        foreach (var hex in value.Select(f => f.ToString()).Order(StringComparer.Ordinal))
+            writer.WriteStringValue(hex);
+        writer.WriteEndArray();
     }
 }
