@@ -17,19 +17,17 @@ public static class Embeddings
     };
 
     /// <summary>Whether row <paramref name="index"/> of a found mask is set.</summary>
-    public static bool IsFound(ByteString mask, int index) => (mask.Span[index >> 3] & (1 << (index & 7))) != 0;
+    public static bool IsFound(ByteString mask, int index)
+    {
+        ArgumentNullException.ThrowIfNull(mask);
+        return FoundMask.IsSet(mask.Span, index);
+    }
 
     /// <summary>Number of rows set in a found mask of <paramref name="count"/> rows.</summary>
     public static int CountFound(ByteString mask, int count)
     {
-        var n = 0;
-        for (var i = 0; i < count; i++)
-        {
-            if (IsFound(mask, i))
-                n++;
-        }
-
-        return n;
+        ArgumentNullException.ThrowIfNull(mask);
+        return FoundMask.Count(mask.Span, count);
     }
 
     /// <summary>

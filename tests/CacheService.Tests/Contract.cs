@@ -54,7 +54,7 @@ internal sealed class Contract(GrpcChannel channel)
         return new FeatureBatch { Text = t };
     }
 
-    public static bool IsFound(ByteString mask, int i) => (mask[i >> 3] & (1 << (i & 7))) != 0;
+    public static bool IsFound(ByteString mask, int i) => EmbedCache.Engine.FoundMask.IsSet(mask.Span, i);
 
     /// <summary>The status a call ends with: OK, or its RpcException's code and detail.</summary>
     public static async Task<(StatusCode Code, string Detail)> StatusAndDetail(Func<Task> call)

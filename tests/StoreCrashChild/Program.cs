@@ -1,4 +1,5 @@
 using System.Globalization;
+using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Keys;
 using EmbedCache.Engine.Storage;
@@ -27,7 +28,7 @@ for (var first = 0; first < checkpointed; first += batch)
     var groups = new long[n];
     for (var i = 0; i < n; i++)
         groups[i] = (first + i) % 13;
-    session.PutGroupLabels("crash", "train", CrashRows.Range(first, n), groups);
+    DatasetLabels.PutGroups(session, "crash", "train", CrashRows.Range(first, n), groups);
 }
 
 session.PutMetadata("job/crash", "committed"u8);

@@ -138,7 +138,7 @@ public sealed class DropUnderReadsTests
                 var dropped = store.Register(spec);
                 using (var session = store.NewSession())
                     session.Put(dropped, ItemKeyBatch.Positional("other", "s", Range(0, 2048)), Rows(dropped.RowBytes, 0, 2048, salt: cycle));
-                store.Drop(spec.Fingerprint);
+                await store.DropAsync(spec.Fingerprint);
             }
         }
         finally

@@ -1,4 +1,5 @@
 using System.Text;
+using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Keys;
 using EmbedCache.Engine.Storage;
@@ -199,7 +200,7 @@ public sealed class EmbeddingStoreTests
             using var session = store.NewSession();
             session.Put(ns, ItemKeyBatch.Positional("ds", "train", Range(0, 500)), Rows(ns.RowBytes, 0, 500));
             session.Put(dns, ItemKeyBatch.Positional("ds", "train", Range(0, 500)), Rows(dns.RowBytes, 0, 500, salt: 9));
-            session.PutGroupLabels("ds", "train", Range(0, 500), Enumerable.Range(0, 500).Select(i => (long)(i % 7)).ToArray());
+            DatasetLabels.PutGroups(session, "ds", "train", Range(0, 500), Enumerable.Range(0, 500).Select(i => (long)(i % 7)).ToArray());
             session.PutMetadata("job/1", "{\"done\":500}"u8);
             var first = await store.CheckpointAsync();
             // Written after the explicit checkpoint: the checkpoint on dispose must cover it.
@@ -228,7 +229,7 @@ public sealed class EmbeddingStoreTests
             Assert.True(rows.AsSpan(0, 500 * dns.RowBytes).SequenceEqual(Rows(dns.RowBytes, 0, 500, salt: 9)));
 
             var groups = new long[500];
-            Assert.Equal(500, session.GetGroupLabels("ds", "train", Range(0, 500), groups, mask));
+            Assert.Equal(500, DatasetLabels.GetGroups(session, "ds", "train", Range(0, 500), groups, mask));
             Assert.Equal(Enumerable.Range(0, 500).Select(i => (long)(i % 7)), groups);
             Assert.Equal("{\"done\":500}"u8.ToArray(), session.GetMetadata("job/1"));
         }

@@ -185,7 +185,7 @@ public sealed class GpuTierTests
     }
 
     [Fact]
-    public void NamespacesDemandingMoreThanTheBudget_FallBackToTheCpuTier_AndEverythingIsServed()
+    public async Task NamespacesDemandingMoreThanTheBudget_FallBackToTheCpuTier_AndEverythingIsServed()
     {
         var logs = new TierTests.CollectingLoggerFactory();
         using var store = EmbeddingStore.Open(Options(null), logs);
@@ -212,7 +212,7 @@ public sealed class GpuTierTests
         }
 
         // A dropped namespace gives its device memory back.
-        store.Drop(handles[0].Fingerprint);
+        await store.DropAsync(handles[0].Fingerprint);
         Assert.Equal(store.GpuMemory.Budget - (256L << 10), store.GpuMemory.Reserved);
     }
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Keys;
 using EmbedCache.Engine.Storage;
 using EmbedCache.StoreCrashChild;
@@ -44,7 +45,7 @@ public sealed partial class StoreCrashTests
             Assert.Equal(n, session.Get(ns, ItemKeyBatch.Positional("crash", "train", CrashRows.Range(first, n)), rows, mask));
             // generation 0: the overwrites of items 0..99 after the checkpoint are not part of it
             Assert.True(rows.AsSpan(0, n * rb).SequenceEqual(CrashRows.Rows(first, n, generation: 0)), $"rows at {first} differ from the checkpointed bytes");
-            Assert.Equal(n, session.GetGroupLabels("crash", "train", CrashRows.Range(first, n), groups, mask));
+            Assert.Equal(n, DatasetLabels.GetGroups(session, "crash", "train", CrashRows.Range(first, n), groups, mask));
             for (var i = 0; i < n; i++)
                 Assert.Equal((first + i) % 13, groups[i]);
         }

@@ -91,7 +91,7 @@ public sealed class StoreIntegrityTests
             await store.CheckpointAsync();
             var logBefore = DirectorySize(Path.Combine(dir.Path, "cpu", "log"));
 
-            var result = store.Drop(dropped.Fingerprint);
+            var result = await store.DropAsync(dropped.Fingerprint);
 
             Assert.True(result.Found);
             Assert.Equal(n, result.Items);
@@ -101,8 +101,8 @@ public sealed class StoreIntegrityTests
             Assert.True(logAfter < logBefore, $"log files did not shrink ({logBefore} → {logAfter})");
             Assert.DoesNotContain(store.ListNamespaces(), i => i.Fingerprint == dropped.Fingerprint);
             using var s2 = store.NewSession();
-            Assert.Throws<InvalidOperationException>(() => s2.Contains(a, ItemKeyBatch.Positional("ds", "s", [0]), new byte[1]));
-            Assert.False(store.Drop(dropped.Fingerprint).Found);
+            Assert.Throws<NamespaceDroppedException>(() => s2.Contains(a, ItemKeyBatch.Positional("ds", "s", [0]), new byte[1]));
+            Assert.False((await store.DropAsync(dropped.Fingerprint)).Found);
         }
 
         using (var store = EmbeddingStore.Open(Options(dir.Path)))

@@ -40,7 +40,7 @@ internal static class StoreTestKit
         return indices;
     }
 
-    public static bool IsSet(ReadOnlySpan<byte> mask, int i) => (mask[i >> 3] & (1 << (i & 7))) != 0;
+    public static bool IsSet(ReadOnlySpan<byte> mask, int i) => FoundMask.IsSet(mask, i);
 
-    public static int MaskBytes(int n) => (n + 7) / 8;
+    public static int MaskBytes(int n) => FoundMask.Bytes(n);
 }

@@ -29,6 +29,7 @@ public sealed partial class CacheEngine : IDisposable
         LoggerFactory = loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
         _logger = LoggerFactory.CreateLogger<CacheEngine>();
         Sessions = new SessionPool(store);
+        Splits = new SplitManifests(Sessions);
         foreach (var encoder in encoders.All)
         {
             var tier = tiers is not null && tiers.TryGetValue(encoder.Name, out var t) ? t : Tier.Auto;
@@ -44,6 +45,9 @@ public sealed partial class CacheEngine : IDisposable
     public DatasetCatalog Datasets { get; }
 
     public SessionPool Sessions { get; }
+
+    /// <summary>What the store knows about each prewarmed dataset split.</summary>
+    public SplitManifests Splits { get; }
 
     internal ILoggerFactory LoggerFactory { get; }
 
@@ -75,7 +79,7 @@ public sealed partial class CacheEngine : IDisposable
         if (found == count || features is null)
             return 0;
 
-        var missing = MissingPositions(foundMask.Span, count);
+        var missing = FoundMask.Unset(foundMask.Span, count);
         return await FillMissingAsync(encoder, keys, features, missing, destination, foundMask, cancellationToken);
     }
 
@@ -171,7 +175,7 @@ public sealed partial class CacheEngine : IDisposable
             }
 
             bytes.CopyTo(destination.Span.Slice(position * encoder.RowBytes, encoder.RowBytes));
-            SetBit(foundMask.Span, position);
+            FoundMask.Set(foundMask.Span, position);
         }
 
         return encoded;
@@ -186,18 +190,18 @@ public sealed partial class CacheEngine : IDisposable
         // Another request may have stored some of these between our read and our claim.
         var ownedKeys = keys.Select(positions);
         var recheck = new byte[positions.Length * rowBytes];
-        var recheckMask = new byte[(positions.Length + 7) / 8];
+        var recheckMask = FoundMask.New(positions.Length);
         using (var lease = Sessions.Rent())
             lease.Session.Get(encoder.Namespace, ownedKeys, recheck, recheckMask, cancellationToken);
 
         var toEncode = new List<int>(positions.Length);
         for (var k = 0; k < positions.Length; k++)
         {
-            if (IsSet(recheckMask, k))
+            if (FoundMask.IsSet(recheckMask, k))
             {
                 var row = recheck.AsSpan(k * rowBytes, rowBytes);
                 row.CopyTo(destination.Slice(positions[k] * rowBytes, rowBytes));
-                SetBit(foundMask, positions[k]);
+                FoundMask.Set(foundMask, positions[k]);
                 ownedTasks[k].TrySetResult(row.ToArray());
             }
             else
@@ -221,7 +225,7 @@ public sealed partial class CacheEngine : IDisposable
         {
             var row = rows.AsSpan(i * rowBytes, rowBytes);
             row.CopyTo(destination.Slice(encodePositions[i] * rowBytes, rowBytes));
-            SetBit(foundMask, encodePositions[i]);
+            FoundMask.Set(foundMask, encodePositions[i]);
             ownedTasks[toEncode[i]].TrySetResult(row.ToArray());
         }
 
@@ -261,51 +265,22 @@ public sealed partial class CacheEngine : IDisposable
         }
     }
 
-    internal static int[] MissingPositions(ReadOnlySpan<byte> mask, int count)
-    {
-        var missing = new List<int>();
-        for (var i = 0; i < count; i++)
-        {
-            if (!IsSet(mask, i))
-                missing.Add(i);
-        }
-
-        return [.. missing];
-    }
-
     /// <summary>
     /// Drops a namespace and reclaims its space. Encoders that use it get a fresh, empty one, and
     /// splits recorded as complete for it are no longer, so streaming says "not cached".
     /// </summary>
-    public DropResult DropNamespace(Fingerprint fingerprint)
+    public async Task<DropResult> DropNamespaceAsync(Fingerprint fingerprint, CancellationToken cancellationToken = default)
     {
-        var result = Store.Drop(fingerprint);
+        var result = await Store.DropAsync(fingerprint, cancellationToken);
         foreach (var entry in _encoders.Values)
         {
             if (entry.Fingerprint == fingerprint)
                 entry.Rebind(Store.Register(entry.Namespace.Spec));
         }
 
-        var hex = fingerprint.ToString();
-        using var lease = Sessions.Rent();
-        lock (ManifestLock)
-        {
-            foreach (var manifest in SplitManifest.LoadAll(lease.Session).ToList())
-            {
-                if (manifest.CompleteFor.Remove(hex))
-                    manifest.Save(lease.Session);
-            }
-        }
-
+        Splits.Forget(fingerprint);
         return result;
     }
-
-    /// <summary>Serialises read-modify-write of split manifests.</summary>
-    internal Lock ManifestLock { get; } = new();
-
-    public static bool IsSet(ReadOnlySpan<byte> mask, int i) => (mask[i >> 3] & (1 << (i & 7))) != 0;
-
-    public static void SetBit(Span<byte> mask, int i) => mask[i >> 3] |= (byte)(1 << (i & 7));
 
     public void Dispose()
     {

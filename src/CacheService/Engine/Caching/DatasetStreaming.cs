@@ -126,9 +126,7 @@ public sealed partial class CacheEngine
     /// </summary>
     public SplitManifest RequireCachedSplit(string dataset, string split, IReadOnlyList<EncoderEntry> encoders)
     {
-        SplitManifest? manifest;
-        using (var lease = Sessions.Rent())
-            manifest = SplitManifest.Load(lease.Session, dataset, split);
+        var manifest = Splits.Get(dataset, split);
         if (manifest is null)
         {
             var known = Datasets.Resolve(dataset);
@@ -141,7 +139,7 @@ public sealed partial class CacheEngine
             throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is only partly cached: its prewarm has not completed");
         foreach (var e in encoders)
         {
-            if (!manifest.CompleteFor.Contains(e.Fingerprint.ToString()))
+            if (!manifest.CompleteFor.Contains(e.Fingerprint))
                 throw new NotCachedException($"split {Echo.Quote(split)} of dataset {Echo.Quote(dataset)} is not cached for encoder '{e.Name}' (fingerprint {e.Fingerprint}): prewarm it first (or ask to fill missing items)");
         }
 
@@ -169,9 +167,7 @@ public sealed partial class CacheEngine
 
         if (at < 0)
             return;
-        SplitManifest? manifest;
-        using (var lease = Sessions.Rent())
-            manifest = SplitManifest.Load(lease.Session, dataset, split);
+        var manifest = Splits.Get(dataset, split);
         if (manifest is not null && max >= (ulong)manifest.Items)
         {
             throw new OutOfRangeRequestException($"{field}[{at}]",
@@ -258,8 +254,7 @@ public sealed partial class CacheEngine
         if (request.IncludeLabels && manifest.Labels == DatasetLabelKind.Group)
         {
             groups = new long[indices.Length];
-            var mask = new byte[(indices.Length + 7) / 8];
-            var found = session.GetGroupLabels(manifest.Dataset, manifest.Split, indices, groups, mask);
+            var found = DatasetLabels.GetGroups(session, manifest.Dataset, manifest.Split, indices, groups, FoundMask.New(indices.Length));
             if (found != indices.Length)
             {
                 DisposeAll(results);
@@ -277,8 +272,7 @@ public sealed partial class CacheEngine
         var session = lease.Session;
         var pairIndices = pairPositions.ToArray();
         var pairs = new PairLabel[pairIndices.Length];
-        var mask = new byte[(pairIndices.Length + 7) / 8];
-        if (session.GetPairLabels(manifest.Dataset, manifest.Split, pairIndices, pairs, mask) != pairIndices.Length)
+        if (DatasetLabels.GetPairs(session, manifest.Dataset, manifest.Split, pairIndices, pairs, FoundMask.New(pairIndices.Length)) != pairIndices.Length)
             throw new NotCachedException($"pairs of split {Echo.Quote(manifest.Split)} of dataset {Echo.Quote(manifest.Dataset)} are missing: prewarm it again");
 
         // Each item once, in first-seen order; pairs refer to items by index.
@@ -302,9 +296,9 @@ public sealed partial class CacheEngine
     {
         if (manifest.KeyScheme == DatasetKeyScheme.Positional)
             return ItemKeyBatch.Positional(manifest.Dataset, manifest.Split, indices);
-        var mask = new byte[(indices.Length + 7) / 8];
-        var keys = session.GetIndexKeys(manifest.Dataset, manifest.Split, indices, mask);
-        if (keys is null || keys.Count != indices.Length || MissingPositions(mask, indices.Length).Length > 0)
+        var mask = FoundMask.New(indices.Length);
+        var keys = DatasetLabels.GetIndexKeys(session, manifest.Dataset, manifest.Split, indices, mask);
+        if (keys is null || keys.Count != indices.Length || FoundMask.Count(mask, indices.Length) != indices.Length)
             throw new NotCachedException($"the index-to-key map of split {Echo.Quote(manifest.Split)} of dataset {Echo.Quote(manifest.Dataset)} is incomplete: prewarm it again");
         return keys;
     }
@@ -326,7 +320,7 @@ public sealed partial class CacheEngine
             : (keys, keys);
         var results = new EncoderRows[encoders.Length];
         var n = keys.Count;
-        var mask = new byte[(n + 7) / 8];
+        var mask = FoundMask.New(n);
         try
         {
             for (var e = 0; e < encoders.Length; e++)
@@ -351,11 +345,11 @@ public sealed partial class CacheEngine
                     var split = half * encoder.RowBytes;
                     int foundFirst = 0, foundSecond = 0;
                     Parallel.Invoke(
-                        () => foundFirst = session.Get(encoder.Namespace, firstHalf, rows.Span[..split], new byte[(half + 7) / 8], cancellationToken),
+                        () => foundFirst = session.Get(encoder.Namespace, firstHalf, rows.Span[..split], FoundMask.New(half), cancellationToken),
                         () =>
                         {
                             using var lease = helpers!.Rent();
-                            foundSecond = lease.Session.Get(encoder.Namespace, secondHalf, rows.Span[split..], new byte[(keys.Count - half + 7) / 8], cancellationToken);
+                            foundSecond = lease.Session.Get(encoder.Namespace, secondHalf, rows.Span[split..], FoundMask.New(keys.Count - half), cancellationToken);
                         });
                     found = foundFirst + foundSecond;
                 }

@@ -16,8 +16,6 @@ namespace EmbedCache.Engine.Jobs;
 /// </summary>
 internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOptions options)
 {
-    private Lock ManifestLock => engine.ManifestLock;
-
     private sealed record Work(EncoderEntry Encoder, ItemKeyBatch Keys, FeatureBatch Features);
 
     /// <summary>Encoded rows in a pooled buffer (the first <c>Keys.Count × RowBytes</c> bytes), returned by the writer.</summary>
@@ -70,23 +68,9 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
 
         // Everything is written: record the splits as complete, then make rows and manifests durable in one
         // checkpoint. The manifests are written after every row, so any checkpoint that holds them holds the rows.
-        lock (ManifestLock)
-        {
-            using var lease = engine.Sessions.Rent();
-            foreach (var split in spec.Splits)
-            {
-                var manifest = SplitManifest.Load(lease.Session, dataset.Name, split)!;
-                foreach (var e in encoders)
-                {
-                    var fp = e.Fingerprint.ToString();
-                    if (!manifest.CompleteFor.Contains(fp))
-                        manifest.CompleteFor.Add(fp);
-                }
-
-                manifest.LabelsComplete = true;
-                manifest.Save(lease.Session);
-            }
-        }
+        var fingerprints = encoders.Select(e => e.Fingerprint).ToArray();
+        foreach (var split in spec.Splits)
+            engine.Splits.MarkComplete(dataset.Name, split, fingerprints);
 
         await TimedCommitAsync(token);
     }
@@ -98,21 +82,11 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         {
             var items = dataset.CountItems(split, token);
             var pairs = manifest.Labels.Kind == DatasetLabelKind.Pair ? dataset.ReadPairs(split, token) : null;
-            using (var lease = engine.Sessions.Rent())
+            engine.Splits.Record(dataset.Name, split, items, pairs?.Count ?? 0, manifest.Labels.Kind, manifest.Key.Scheme);
+            if (pairs is not null)
             {
-                lock (ManifestLock)
-                {
-                    var splitManifest = SplitManifest.Load(lease.Session, dataset.Name, split)
-                        ?? new SplitManifest { Dataset = dataset.Name, Split = split };
-                    splitManifest.Items = items;
-                    splitManifest.Pairs = pairs?.Count ?? 0;
-                    splitManifest.Labels = manifest.Labels.Kind;
-                    splitManifest.KeyScheme = manifest.Key.Scheme;
-                    splitManifest.Save(lease.Session);
-                }
-
-                if (pairs is not null)
-                    StorePairs(lease.Session, dataset.Name, split, pairs);
+                using var lease = engine.Sessions.Rent();
+                StorePairs(lease.Session, dataset.Name, split, pairs);
             }
 
             var read = Stopwatch.GetTimestamp();
@@ -132,7 +106,7 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
                         _ => FeatureSlicing.ContentKeys(features),
                     };
 
-                    var mask = new byte[(chunk.Count + 7) / 8];
+                    var mask = FoundMask.New(chunk.Count);
                     using (var lease = engine.Sessions.Rent())
                     {
                         if (encoder == encoders[0])
@@ -140,7 +114,7 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
                         lease.Session.Contains(encoder.Namespace, keys, mask);
                     }
 
-                    var missing = CacheEngine.MissingPositions(mask, chunk.Count);
+                    var missing = FoundMask.Unset(mask, chunk.Count);
                     job.AddSkipped(chunk.Count - missing.Length);
                     if (missing.Length == 0)
                         continue;
@@ -160,9 +134,9 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
     private static void StoreLabels(Storage.StoreSession session, Dataset dataset, string split, DatasetChunk chunk, ulong[] indices, ItemKeyBatch keys)
     {
         if (chunk.Groups is not null)
-            session.PutGroupLabels(dataset.Name, split, indices, chunk.Groups);
+            DatasetLabels.PutGroups(session, dataset.Name, split, indices, chunk.Groups);
         if (dataset.Manifest.Key.Scheme != DatasetKeyScheme.Positional)
-            session.PutIndexKeys(dataset.Name, split, indices, keys);
+            DatasetLabels.PutIndexKeys(session, dataset.Name, split, indices, keys);
     }
 
     private static void StorePairs(Storage.StoreSession session, string dataset, string split, IReadOnlyList<PairRecord> pairs)
@@ -172,15 +146,15 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         {
             var n = Math.Min(Chunk, pairs.Count - start);
             var indices = new ulong[n];
-            var records = new Storage.PairLabel[n];
+            var records = new PairLabel[n];
             for (var i = 0; i < n; i++)
             {
                 indices[i] = (ulong)(start + i);
                 var p = pairs[start + i];
-                records[i] = new Storage.PairLabel(p.A, p.B, p.Score, p.Subgroup);
+                records[i] = new PairLabel(p.A, p.B, p.Score, p.Subgroup);
             }
 
-            session.PutPairLabels(dataset, split, indices, records);
+            DatasetLabels.PutPairs(session, dataset, split, indices, records);
         }
     }
 

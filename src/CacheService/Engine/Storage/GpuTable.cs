@@ -198,7 +198,7 @@ internal sealed class GpuTable : IDisposable
                     continue;
                 }
 
-                foundMask[i >> 3] |= (byte)(1 << (i & 7));
+                FoundMask.Set(foundMask, i);
             }
 
             return (hits, firstCorrupt, corrupt);
@@ -217,7 +217,7 @@ internal sealed class GpuTable : IDisposable
             {
                 if (_slots.ContainsKey(keys[i]))
                 {
-                    foundMask[i >> 3] |= (byte)(1 << (i & 7));
+                    FoundMask.Set(foundMask, i);
                     found++;
                 }
             }

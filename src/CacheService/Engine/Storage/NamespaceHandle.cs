@@ -88,6 +88,9 @@ internal sealed class NamespaceState
 
     public GpuTable? Table { get; set; }
 
+    /// <summary>The tiers a session reads through, top first: the Gpu table (if any), then the FASTER store.</summary>
+    public IEmbeddingTier[] Tiers { get; set; } = [];
+
     public NamespaceHandle? Handle { get; set; }
 
     public long Items;
@@ -100,6 +103,12 @@ internal sealed class NamespaceState
     public void ThrowIfDropped()
     {
         if (Dropped)
-            throw new InvalidOperationException($"namespace {Spec.Encoder} ({Spec.Fingerprint}) was dropped; register it again to use it");
+            throw new NamespaceDroppedException($"namespace {Spec.Encoder} ({Spec.Fingerprint}) was dropped while this call used it; retry (the encoder has a fresh, empty namespace), or register it again");
     }
 }
+
+/// <summary>
+/// A call used a namespace that a drop removed meanwhile (a request racing DropNamespace). Its encoder is rebound to a
+/// fresh namespace at once, so the call succeeds when retried.
+/// </summary>
+public sealed class NamespaceDroppedException(string message) : EngineException(ErrorKind.Unavailable, message);

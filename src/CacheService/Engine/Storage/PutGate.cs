@@ -29,18 +29,30 @@ internal sealed class PutGate : IDisposable
 
     public void Exit() => Interlocked.Decrement(ref _active);
 
-    /// <summary>Stops new writes and waits for the running ones to finish. Callers serialise Close/Open.</summary>
-    public async Task CloseAsync()
+    /// <summary>
+    /// Stops new writes and waits for the running ones to finish. Callers serialise Close/Open. Cancelled, it opens
+    /// the gate again before it throws.
+    /// </summary>
+    public async Task CloseAsync(CancellationToken cancellationToken = default)
     {
         _open.Reset();
         _closed = true;
         var spins = 0;
-        while (Volatile.Read(ref _active) != 0)
+        try
         {
-            if (++spins < 50)
-                await Task.Yield();
-            else
-                await Task.Delay(1);
+            while (Volatile.Read(ref _active) != 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (++spins < 50)
+                    await Task.Yield();
+                else
+                    await Task.Delay(1, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            Open();
+            throw;
         }
     }
 

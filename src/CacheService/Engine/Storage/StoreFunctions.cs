@@ -47,6 +47,7 @@ internal sealed unsafe class StoreFunctions : FunctionsBase<SpanByte, SpanByte, 
     private byte* _rows;
     private int _rowBytes;
     private byte* _mask;
+    private int _maskBytes;
     private byte[]?[] _arrays = [];
 
     /// <summary>Entries of the current read batch whose checksum failed.</summary>
@@ -67,6 +68,7 @@ internal sealed unsafe class StoreFunctions : FunctionsBase<SpanByte, SpanByte, 
         _rows = rows;
         _rowBytes = rowBytes;
         _mask = mask;
+        _maskBytes = FoundMask.Bytes(count);
         CorruptCount = 0;
         FirstCorrupt = -1;
         if (mode == ReadMode.Arrays)
@@ -81,6 +83,7 @@ internal sealed unsafe class StoreFunctions : FunctionsBase<SpanByte, SpanByte, 
     {
         _rows = null;
         _mask = null;
+        _maskBytes = 0;
     }
 
     public void BeginWrite()
@@ -100,7 +103,7 @@ internal sealed unsafe class StoreFunctions : FunctionsBase<SpanByte, SpanByte, 
         var index = input.Index;
         if (_mode == ReadMode.Exists)
         {
-            _mask[index >> 3] |= (byte)(1 << (index & 7));
+            FoundMask.Set(new Span<byte>(_mask, _maskBytes), index);
             return true;
         }
 
@@ -127,7 +130,7 @@ internal sealed unsafe class StoreFunctions : FunctionsBase<SpanByte, SpanByte, 
             _arrays[index] = data.ToArray();
         }
 
-        _mask[index >> 3] |= (byte)(1 << (index & 7));
+        FoundMask.Set(new Span<byte>(_mask, _maskBytes), index);
         return true;
     }
 

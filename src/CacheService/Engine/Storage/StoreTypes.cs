@@ -33,12 +33,6 @@ public sealed record NamespaceInfo(
 /// <param name="BytesReclaimed">Log bytes freed by compaction (live records of other namespaces are moved, not counted).</param>
 public sealed record DropResult(Fingerprint Fingerprint, bool Found, long Items, long BytesReclaimed);
 
-/// <summary>A pair label: items A and B, their score, and the subgroup they belong to.</summary>
-public readonly record struct PairLabel(ulong A, ulong B, float Score, long Subgroup)
-{
-    internal const int Size = 8 + 8 + 4 + 8;
-}
-
 /// <summary>The SaveDir cannot be opened: corrupt, another format version, not a store, or in use.</summary>
 public sealed class StoreOpenException(string message, Exception? innerException = null)
     : EngineException(ErrorKind.FailedPrecondition, message, innerException);

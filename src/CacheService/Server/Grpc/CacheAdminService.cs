@@ -80,7 +80,7 @@ internal sealed class CacheAdminService(CacheEngine engine, JobManager jobs, Dat
         return new CheckpointResponse { Token = checkpoint.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), DurationMs = clock.Elapsed.TotalMilliseconds };
     }
 
-    public override Task<DropNamespaceResponse> DropNamespace(DropNamespaceRequest request, ServerCallContext context)
+    public override async Task<DropNamespaceResponse> DropNamespace(DropNamespaceRequest request, ServerCallContext context)
     {
         Fingerprint fingerprint;
         if (!string.IsNullOrEmpty(request.Fingerprint))
@@ -99,8 +99,8 @@ internal sealed class CacheAdminService(CacheEngine engine, JobManager jobs, Dat
 
         if (!engine.Store.ListNamespaces().Any(n => n.Fingerprint == fingerprint))
             throw new RpcException(new Status(StatusCode.NotFound, $"no stored namespace with fingerprint {fingerprint}"));
-        var result = engine.DropNamespace(fingerprint);
-        return Task.FromResult(new DropNamespaceResponse { ItemsDropped = (ulong)result.Items, BytesReclaimed = (ulong)result.BytesReclaimed });
+        var result = await engine.DropNamespaceAsync(fingerprint, context.CancellationToken);
+        return new DropNamespaceResponse { ItemsDropped = (ulong)result.Items, BytesReclaimed = (ulong)result.BytesReclaimed };
     }
 
     public override Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)

@@ -76,7 +76,7 @@ internal sealed partial class EmbeddingCacheService(
                 var buffer = pooled ? ArrayPool<byte>.Shared.Rent(length) : new byte[length];
                 if (pooled)
                     rented.Add(buffer);
-                var found = new byte[(n + 7) / 8];
+                var found = FoundMask.New(n);
                 var encoded = await engine.LookupAsync(entry, keys, features, buffer.AsMemory(0, length), found, token);
                 response.Results.Add(ContractMapping.Embeddings(entry, buffer.AsMemory(0, length), found, encoded));
             }
@@ -101,9 +101,9 @@ internal sealed partial class EmbeddingCacheService(
         var p = keys.Positional;
         var indices = p.Indices.ToArray();
         var groups = new long[indices.Length];
-        var mask = new byte[(indices.Length + 7) / 8];
+        var mask = FoundMask.New(indices.Length);
         using (var lease = engine.Sessions.Rent())
-            lease.Session.GetGroupLabels(p.Dataset, p.Split, indices, groups, mask);
+            DatasetLabels.GetGroups(lease.Session, p.Dataset, p.Split, indices, groups, mask);
         var labels = new LabelBatch { Found = Google.Protobuf.ByteString.CopyFrom(mask), Groups = new GroupLabels() };
         labels.Groups.GroupIds.Add(groups);
         return labels;
@@ -155,9 +155,7 @@ internal sealed partial class EmbeddingCacheService(
     private static DatasetBatch ToMessage(StreamBatch batch, bool withRows)
     {
         var n = batch.Indices.Length;
-        var allFound = new byte[(n + 7) / 8];
-        for (var i = 0; i < n; i++)
-            CacheEngine.SetBit(allFound, i);
+        var allFound = FoundMask.All(n);
         var message = new DatasetBatch { Offset = batch.Offset, Total = batch.Total };
         message.Indices.Add(batch.Indices);
         foreach (var r in batch.Results)
@@ -170,7 +168,7 @@ internal sealed partial class EmbeddingCacheService(
         else if (batch.Pairs is not null)
         {
             var pairs = new PairLabels();
-            var pairFound = new byte[(batch.Pairs.Length + 7) / 8];
+            var pairFound = FoundMask.All(batch.Pairs.Length);
             for (var i = 0; i < batch.Pairs.Length; i++)
             {
                 var p = batch.Pairs[i];
@@ -178,7 +176,6 @@ internal sealed partial class EmbeddingCacheService(
                 pairs.BIndex.Add(p.B);
                 pairs.Score.Add(p.Score);
                 pairs.Subgroup.Add(p.Subgroup);
-                CacheEngine.SetBit(pairFound, i);
             }
 
             message.Labels = new LabelBatch { Found = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(pairFound), Pairs = pairs };
