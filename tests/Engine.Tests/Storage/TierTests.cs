@@ -11,6 +11,19 @@ namespace EmbedCache.Engine.Tests.Storage;
 public sealed class TierTests
 {
     [Fact]
+    public void RowsLargerThanTheTiersPages_AreAConfigurationError_NamingTheBudget()
+    {
+        using var dir = new TempDirectory("rows-too-large");
+        var options = Options(dir.Path);
+        options.DiskMemoryBytes = 1L << 20; // 64 KiB pages: records up to 32 KiB
+        using var store = EmbeddingStore.Open(options);
+        var e = Assert.Throws<NamespaceConfigException>(() => store.Register(Spec("huge", Tier.Disk, dim: 65536)));
+        Assert.Equal(ErrorKind.FailedPrecondition, e.Kind);
+        Assert.Contains("rows of 262144 bytes do not fit the Disk tier's pages", e.Message, StringComparison.Ordinal);
+        Assert.Contains("raise its memory budget", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task DiskTier_HoldsTenTimesItsMemoryBudgetAndReadsAllOfItBack()
     {
         using var dir = new TempDirectory("disk10x");

@@ -76,9 +76,8 @@ internal sealed class NamespaceRegistry
             {
                 if (existing.Spec.Dim != spec.Dim || existing.Spec.DType != spec.DType)
                 {
-                    throw new ArgumentException(
-                        $"namespace {spec.Fingerprint} is stored as dim {existing.Spec.Dim} {existing.Spec.DType}; registered as dim {spec.Dim} {spec.DType}",
-                        nameof(spec));
+                    throw new NamespaceConfigException(
+                        $"namespace {spec.Fingerprint} is stored as dim {existing.Spec.Dim} {existing.Spec.DType}; registered as dim {spec.Dim} {spec.DType}");
                 }
 
                 if (existing.Registered)
@@ -124,9 +123,8 @@ internal sealed class NamespaceRegistry
         var record = StoreFunctions.RecordBytes(sizeof(int) + Fingerprint.Size + 1 + ItemKeyMax, sizeof(int) + Checksums.Size + spec.RowBytes);
         if (record > kv.MaxRecordBytes)
         {
-            throw new ArgumentException(
-                $"namespace {spec.Encoder}: rows of {spec.RowBytes} bytes do not fit the {storage} tier's pages ({kv.MaxRecordBytes} bytes per record); raise its memory budget",
-                nameof(spec));
+            throw new NamespaceConfigException(
+                $"namespace {spec.Encoder}: rows of {spec.RowBytes} bytes do not fit the {storage} tier's pages ({kv.MaxRecordBytes} bytes per record); raise its memory budget");
         }
     }
 
@@ -246,3 +244,9 @@ internal sealed class NamespaceRegistry
             state.Table?.Dispose();
     }
 }
+
+/// <summary>
+/// An encoder's namespace cannot be registered as configured: its rows do not fit the tier's pages, or the SaveDir
+/// holds it with another shape. A configuration error: the service reports it in one line at start-up.
+/// </summary>
+public sealed class NamespaceConfigException(string message) : EngineException(ErrorKind.FailedPrecondition, message);
