@@ -183,7 +183,8 @@ public sealed class EmbeddingStoreTests
         Assert.Same(first, again);
         Assert.Equal(store.CudaAvailable ? Tier.Gpu : Tier.Cpu, first.Tier);
         var spec = Spec("enc", Tier.Auto);
-        Assert.Throws<ArgumentException>(() => store.Register(spec with { Dim = 128 }));
+        var e = Assert.Throws<NamespaceConfigException>(() => store.Register(spec with { Dim = 128 }));
+        Assert.Contains("is stored as dim 384 Float32; registered as dim 128 Float32", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
