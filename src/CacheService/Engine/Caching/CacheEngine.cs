@@ -29,7 +29,7 @@ public sealed partial class CacheEngine : IDisposable
         LoggerFactory = loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
         _logger = LoggerFactory.CreateLogger<CacheEngine>();
         Sessions = new SessionPool(store);
-        Splits = new SplitManifests(Sessions);
+        Splits = new SplitManifests(Sessions, store.Remote);
         foreach (var encoder in encoders.All)
         {
             var tier = tiers is not null && tiers.TryGetValue(encoder.Name, out var t) ? t : Tier.Auto;

@@ -1,8 +1,12 @@
+using System.Collections.Concurrent;
 using System.Collections.Frozen;
+using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using EmbedCache.Engine.Datasets;
 using EmbedCache.Engine.Embeddings;
+using EmbedCache.Engine.Remote;
 using EmbedCache.Engine.Storage;
 
 namespace EmbedCache.Engine.Caching;
@@ -40,23 +44,46 @@ public sealed record SplitManifest
 /// one change at a time (a read-modify-write under one lock), and keeps the index of every split it has written.
 /// Prewarm records a split and later marks it complete; a drop forgets an encoder; streaming reads.
 /// </summary>
-public sealed class SplitManifests(SessionPool sessions)
+/// <remarks>
+/// With a remote tier the manifests are shared too, as one cluster hash per split whose fields only ever grow
+/// (<c>complete:&lt;fingerprint&gt;</c>, <c>labelsComplete</c>), so nodes that record and complete parts of a split at
+/// once never overwrite each other. A split this node lacks, or has not seen complete, is looked up there (at most
+/// once a second per split), and what the cluster knows is kept here. A drop
+/// forgets an encoder on this node only: the cluster's values stay right (they are content-addressed).
+/// </remarks>
+public sealed class SplitManifests(SessionPool sessions, RemoteCluster? remote = null)
 {
     private const string IndexKey = "splits";
+    private const string CompletePrefix = "complete:";
+    private static readonly TimeSpan RemoteRecheck = TimeSpan.FromSeconds(1);
     private readonly Lock _lock = new();
+    private readonly ConcurrentDictionary<string, long> _remoteChecked = new(StringComparer.Ordinal);
 
-    /// <summary>The manifest of a split, or null when no prewarm of it has started.</summary>
+    /// <summary>The manifest of a split, or null when no prewarm of it has started (here or, with a remote tier, on the cluster).</summary>
     public SplitManifest? Get(string dataset, string split)
     {
-        using var lease = sessions.Rent();
-        return Load(lease.Session, MetadataKey(dataset, split));
+        var key = MetadataKey(dataset, split);
+        SplitManifest? local;
+        using (var lease = sessions.Rent())
+            local = Load(lease.Session, key);
+        if (remote is null || !Recheck(key))
+            return local;
+        _remoteChecked[key] = Stopwatch.GetTimestamp();
+        var shared = FromCluster(dataset, split);
+        if (shared is null)
+            return local;
+        var merged = Merge(local, shared);
+        if (merged != local)
+            Change(dataset, split, m => Merge(m, shared));
+        return merged;
     }
 
     /// <summary>
     /// Records a split as a prewarm starts it: its counts, label kind and key scheme. What an earlier prewarm
     /// completed (encoders, labels) is kept.
     /// </summary>
-    public void Record(string dataset, string split, long items, long pairs, DatasetLabelKind labels, DatasetKeyScheme keyScheme) =>
+    public void Record(string dataset, string split, long items, long pairs, DatasetLabelKind labels, DatasetKeyScheme keyScheme)
+    {
         Change(dataset, split, m => (m ?? new SplitManifest { Dataset = dataset, Split = split }) with
         {
             Items = items,
@@ -64,16 +91,37 @@ public sealed class SplitManifests(SessionPool sessions)
             Labels = labels,
             KeyScheme = keyScheme,
         });
+        remote?.TryHashSet(remote.Keys.Manifest(dataset, split), new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["items"] = items.ToString(CultureInfo.InvariantCulture),
+            ["pairs"] = pairs.ToString(CultureInfo.InvariantCulture),
+            ["labels"] = labels.ToString(),
+            ["keyScheme"] = keyScheme.ToString(),
+        });
+    }
 
-    /// <summary>Marks a recorded split complete: its labels, and the embeddings of <paramref name="encoders"/>.</summary>
-    public void MarkComplete(string dataset, string split, IEnumerable<Fingerprint> encoders) =>
+    /// <summary>
+    /// Marks a recorded split complete: its labels, and the embeddings of <paramref name="encoders"/>; on the cluster too
+    /// when <paramref name="share"/> (every row and label of it reached the cluster). False when the cluster was to be
+    /// told and did not take it.
+    /// </summary>
+    public bool MarkComplete(string dataset, string split, IEnumerable<Fingerprint> encoders, bool share = true)
+    {
+        var fingerprints = encoders.ToArray();
         Change(dataset, split, m =>
         {
             var manifest = m ?? throw new InvalidOperationException($"split {dataset}/{split} was never recorded");
-            return manifest with { CompleteFor = manifest.CompleteFor.Union(encoders).ToFrozenSet(), LabelsComplete = true };
+            return manifest with { CompleteFor = manifest.CompleteFor.Union(fingerprints).ToFrozenSet(), LabelsComplete = true };
         });
+        if (remote is null || !share)
+            return remote is null;
+        var fields = new Dictionary<string, string>(StringComparer.Ordinal) { ["labelsComplete"] = "1" };
+        foreach (var f in fingerprints)
+            fields[CompletePrefix + f] = "1";
+        return remote.TryHashSet(remote.Keys.Manifest(dataset, split), fields);
+    }
 
-    /// <summary>No split is complete for <paramref name="fingerprint"/> any more (its namespace was dropped).</summary>
+    /// <summary>No split is complete for <paramref name="fingerprint"/> any more on this node (its namespace was dropped).</summary>
     public void Forget(Fingerprint fingerprint)
     {
         using var lease = sessions.Rent();
@@ -86,6 +134,42 @@ public sealed class SplitManifests(SessionPool sessions)
             }
         }
     }
+
+    private bool Recheck(string key) =>
+        !_remoteChecked.TryGetValue(key, out var at) || Stopwatch.GetElapsedTime(at) >= RemoteRecheck;
+
+    /// <summary>The split as the cluster knows it; null when it knows nothing of it or did not answer.</summary>
+    private SplitManifest? FromCluster(string dataset, string split)
+    {
+        var fields = remote!.TryHashGetAll(remote.Keys.Manifest(dataset, split));
+        if (fields is null || !fields.TryGetValue("items", out var items))
+            return null;
+        var complete = new HashSet<Fingerprint>();
+        foreach (var name in fields.Keys)
+        {
+            if (name.StartsWith(CompletePrefix, StringComparison.Ordinal) && Fingerprint.TryParse(name[CompletePrefix.Length..], out var f))
+                complete.Add(f);
+        }
+
+        return new SplitManifest
+        {
+            Dataset = dataset,
+            Split = split,
+            Items = long.Parse(items, CultureInfo.InvariantCulture),
+            Pairs = fields.TryGetValue("pairs", out var pairs) ? long.Parse(pairs, CultureInfo.InvariantCulture) : 0,
+            Labels = fields.TryGetValue("labels", out var labels) && Enum.TryParse<DatasetLabelKind>(labels, out var l) ? l : default,
+            KeyScheme = fields.TryGetValue("keyScheme", out var scheme) && Enum.TryParse<DatasetKeyScheme>(scheme, out var k) ? k : default,
+            CompleteFor = complete.ToFrozenSet(),
+            LabelsComplete = fields.ContainsKey("labelsComplete"),
+        };
+    }
+
+    private static SplitManifest Merge(SplitManifest? local, SplitManifest shared) =>
+        local is null ? shared : local with
+        {
+            CompleteFor = local.CompleteFor.Union(shared.CompleteFor).ToFrozenSet(),
+            LabelsComplete = local.LabelsComplete || shared.LabelsComplete,
+        };
 
     private void Change(string dataset, string split, Func<SplitManifest?, SplitManifest> change)
     {

@@ -28,6 +28,8 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         var dataset = engine.Datasets.Resolve(spec.Dataset);
         var encoders = spec.Encoders.Select(engine.GetEncoder).ToArray();
 
+        var remote = engine.Store.Remote;
+        var droppedAtStart = remote?.Dropped ?? 0;
         long total = 0;
         foreach (var split in spec.Splits)
             total += dataset.CountItems(split, token) * encoders.Length;
@@ -66,13 +68,43 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
 
         await writer;
 
+        // With a remote tier, the splits are complete on the cluster only once every row and label written here
+        // reached it: wait for the write-behind queue, and share the manifests only if nothing was dropped meanwhile.
+        var share = remote is null || await SharedAsync(remote, droppedAtStart, token);
+
         // Everything is written: record the splits as complete, then make rows and manifests durable in one
         // checkpoint. The manifests are written after every row, so any checkpoint that holds them holds the rows.
         var fingerprints = encoders.Select(e => e.Fingerprint).ToArray();
         foreach (var split in spec.Splits)
-            engine.Splits.MarkComplete(dataset.Name, split, fingerprints);
+        {
+            if (!engine.Splits.MarkComplete(dataset.Name, split, fingerprints, share) && share)
+                job.NotShared("the cluster did not take the split's manifest");
+        }
 
         await TimedCommitAsync(token);
+    }
+
+    /// <summary>How long a job waits at its end for its writes to reach the cluster.</summary>
+    internal static readonly TimeSpan RemoteFlushTimeout = TimeSpan.FromSeconds(30);
+
+    private async Task<bool> SharedAsync(Remote.RemoteCluster remote, long droppedAtStart, CancellationToken token)
+    {
+        var flush = Stopwatch.GetTimestamp();
+        var flushed = await remote.FlushAsync(RemoteFlushTimeout, token);
+        job.AddStageTime(JobStage.Write, flush);
+        if (!flushed)
+        {
+            job.NotShared($"its writes did not reach the cluster within {RemoteFlushTimeout.TotalSeconds:0} s");
+            return false;
+        }
+
+        if (remote.Dropped != droppedAtStart)
+        {
+            job.NotShared($"{remote.Dropped - droppedAtStart} writes were dropped (the write-behind queue was full)");
+            return false;
+        }
+
+        return true;
     }
 
     private async Task ReadAsync(Dataset dataset, EncoderEntry[] encoders, ChannelWriter<Work> output, CancellationToken token)

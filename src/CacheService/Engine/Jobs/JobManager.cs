@@ -173,7 +173,8 @@ public sealed partial class JobManager : IAsyncDisposable
 
             job.StopClock();
             var timing = job.Timing();
-            Finish(job, JobState.Completed, "completed in " + timing);
+            Finish(job, JobState.Completed, "completed in " + timing
+                + (job.NotSharedReason is { } why ? $"; not marked complete on the cluster ({why}): prewarm again once it is back" : ""));
             var done = job.Snapshot();
             Completed(_logger, job.Id, done.Encoded, done.Skipped, timing);
         }

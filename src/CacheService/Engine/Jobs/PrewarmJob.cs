@@ -168,6 +168,11 @@ public sealed class PrewarmJob
     public string Timing() => FormattableString.Invariant(
         $"{_clock.Elapsed.TotalSeconds:0.0} s: encode {StageSeconds(JobStage.Encode):0.0} s, read {StageSeconds(JobStage.Read):0.0} s, write {StageSeconds(JobStage.Write):0.0} s, checkpoint {StageSeconds(JobStage.Checkpoint):0.0} s");
 
+    /// <summary>Why the job's splits were completed on this node only, not on the cluster; null when they were shared (or there is no cluster).</summary>
+    public string? NotSharedReason { get; private set; }
+
+    internal void NotShared(string reason) => NotSharedReason = reason;
+
     internal void SetCommitted(long n)
     {
         Interlocked.Exchange(ref _committed, n);

@@ -20,4 +20,12 @@ internal static class Checksums
     /// <summary>True when <paramref name="payload"/> (<c>[checksum][data]</c>) is intact for <paramref name="storedKey"/>.</summary>
     public static bool Verify(ReadOnlySpan<byte> storedKey, ReadOnlySpan<byte> payload) =>
         payload.Length >= Size && BinaryPrimitives.ReadUInt32LittleEndian(payload) == Compute(storedKey, payload[Size..]);
+
+    /// <summary>True when <paramref name="payload"/> (<c>[checksum][data]</c>) is intact for the key of <paramref name="seed"/>.</summary>
+    public static bool Verify(ulong seed, ReadOnlySpan<byte> payload) =>
+        payload.Length >= Size && BinaryPrimitives.ReadUInt32LittleEndian(payload) == Compute(seed, payload[Size..]);
+
+    /// <summary>Writes the checksum of <paramref name="data"/> for the key of <paramref name="seed"/> to the start of <paramref name="destination"/>.</summary>
+    public static void Write(ulong seed, ReadOnlySpan<byte> data, Span<byte> destination) =>
+        BinaryPrimitives.WriteUInt32LittleEndian(destination, Compute(seed, data));
 }

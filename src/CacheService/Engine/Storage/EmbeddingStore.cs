@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using EmbedCache.Engine.Embeddings;
+using EmbedCache.Engine.Remote;
 using FASTER.core;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
@@ -55,11 +56,18 @@ public sealed class EmbeddingStore : IDisposable
         MetaStore = meta;
         _cuda = cuda;
         _labelItems = manifest?.LabelItems ?? 0;
-        _namespaces = new NamespaceRegistry(options, logger, cuda, new FasterTier(cpu, this), new FasterTier(disk, this), manifest);
+        Remote = options.Remote.Enabled ? RemoteCluster.Connect(options.Remote, logger) : null;
+        _namespaces = new NamespaceRegistry(options, logger, cuda, new FasterTier(cpu, this), new FasterTier(disk, this),
+            Remote is null ? null : new RemoteTier(Remote, logger), manifest);
         _checkpoints = new CheckpointCoordinator(root, persistent, [cpu, disk, meta], Gate, health, _namespaces, manifest,
             () => LabelItems, checkpoint => CheckpointCompleted?.Invoke(this, checkpoint), logger);
         _checkpoints.StartPeriodic(options.CheckpointInterval);
     }
+
+    internal ILogger Logger => _logger;
+
+    /// <summary>The shared cluster behind the local tiers (<see cref="StoreOptions.Remote"/>), or null.</summary>
+    public RemoteCluster? Remote { get; }
 
     /// <summary>The SaveDir (full path), or the private temp directory of a memory-only store.</summary>
     public string Root { get; }
@@ -251,6 +259,8 @@ public sealed class EmbeddingStore : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         _checkpoints.StopPeriodic();
+        // Queued writes get a moment to reach the cluster; the local store keeps them either way.
+        Remote?.Dispose();
         foreach (var session in _sessions.Keys)
             session.DisposeFasterSessions();
         _sessions.Clear();

@@ -51,6 +51,12 @@ public sealed class NamespaceHandle
     /// <summary>Rows of the Gpu table that failed their checksum; each was dropped from the table and re-read from FASTER.</summary>
     public long GpuCorruptRows => Interlocked.Read(ref State.GpuCorruptRows);
 
+    /// <summary>Rows the local tiers missed and the remote tier served (each then filled the local tiers).</summary>
+    public long RemoteHits => Interlocked.Read(ref State.RemoteHits);
+
+    /// <summary>Rows read from the remote tier that failed their checksum; each was treated as a miss, never served.</summary>
+    public long RemoteCorruptRows => Interlocked.Read(ref State.RemoteCorruptRows);
+
     /// <summary>False once the namespace has been dropped; calls with this handle then throw.</summary>
     public bool IsLive => !State.Dropped;
 
@@ -88,7 +94,7 @@ internal sealed class NamespaceState
 
     public GpuTable? Table { get; set; }
 
-    /// <summary>The tiers a session reads through, top first: the Gpu table (if any), then the FASTER store.</summary>
+    /// <summary>The tiers a session reads through, top first: the Gpu table (if any), the FASTER store, then the remote tier (if any).</summary>
     public IEmbeddingTier[] Tiers { get; set; } = [];
 
     public NamespaceHandle? Handle { get; set; }
@@ -99,6 +105,8 @@ internal sealed class NamespaceState
     public long Misses;
     public long GpuHits;
     public long GpuCorruptRows;
+    public long RemoteHits;
+    public long RemoteCorruptRows;
 
     public void ThrowIfDropped()
     {

@@ -20,12 +20,14 @@ internal sealed class NamespaceRegistry
     private readonly GpuBudget _gpuBudget;
     private readonly FasterTier _cpu;
     private readonly FasterTier _disk;
+    private readonly RemoteTier? _remote;
     private bool _gpuFallbackWarned;
     private long _gpuTierFallbacks;
 
     /// <param name="manifest">The recovered checkpoint: its namespaces are known (not registered) from the start.</param>
-    public NamespaceRegistry(StoreOptions options, ILogger logger, Lazy<bool> cuda, FasterTier cpu, FasterTier disk, Manifest? manifest)
+    public NamespaceRegistry(StoreOptions options, ILogger logger, Lazy<bool> cuda, FasterTier cpu, FasterTier disk, RemoteTier? remote, Manifest? manifest)
     {
+        _remote = remote;
         _options = options;
         _logger = logger;
         _cuda = cuda;
@@ -36,7 +38,7 @@ internal sealed class NamespaceRegistry
         {
             var spec = new NamespaceSpec(ns.Encoder, ns.Fingerprint, ns.Dim, ns.DType, ns.Tier);
             var state = new NamespaceState(spec, ns.Tier, ns.StorageTier, registered: false) { Items = ns.Items, Bytes = ns.Bytes };
-            state.Tiers = [FasterTierOf(state)];
+            state.Tiers = LocalAndRemote(state);
             _namespaces[ns.Fingerprint] = state;
         }
     }
@@ -103,7 +105,7 @@ internal sealed class NamespaceRegistry
             var storage = StorageTierOf(tier);
             CheckRecordFits(spec, storage);
             var state = new NamespaceState(spec, tier, storage, registered: true);
-            state.Tiers = [FasterTierOf(state)];
+            state.Tiers = LocalAndRemote(state);
             if (tier == Tier.Gpu)
                 AttachTable(state);
             state.Handle = new NamespaceHandle(state);
@@ -113,6 +115,10 @@ internal sealed class NamespaceRegistry
     }
 
     private static Tier StorageTierOf(Tier tier) => tier == Tier.Disk ? Tier.Disk : Tier.Cpu;
+
+    /// <summary>The FASTER tier that holds the namespace's data, then the remote tier when there is one.</summary>
+    private IEmbeddingTier[] LocalAndRemote(NamespaceState state) =>
+        _remote is null ? [FasterTierOf(state)] : [FasterTierOf(state), _remote];
 
     /// <summary>The FASTER tier that holds the namespace's data.</summary>
     public FasterTier FasterTierOf(NamespaceState state) => state.StorageTier == Tier.Disk ? _disk : _cpu;
@@ -157,7 +163,7 @@ internal sealed class NamespaceRegistry
         if (table is not null)
         {
             state.Table = table;
-            state.Tiers = [new GpuTableTier(table, ReportTableCorruption), FasterTierOf(state)];
+            state.Tiers = [new GpuTableTier(table, ReportTableCorruption), .. LocalAndRemote(state)];
             return;
         }
 
@@ -192,7 +198,7 @@ internal sealed class NamespaceRegistry
     {
         state.Table?.Dispose();
         state.Table = null;
-        state.Tiers = [FasterTierOf(state)];
+        state.Tiers = LocalAndRemote(state);
     }
 
     /// <summary>Registered namespaces and those found in the SaveDir, with item counts and bytes per tier.</summary>

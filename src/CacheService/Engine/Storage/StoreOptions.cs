@@ -1,4 +1,5 @@
 using EmbedCache.Engine.Embeddings;
+using EmbedCache.Engine.Remote;
 
 namespace EmbedCache.Engine.Storage;
 
@@ -59,6 +60,9 @@ public sealed class StoreOptions
     /// </summary>
     public TimeSpan LockWait { get; set; }
 
+    /// <summary>The shared cluster behind the local tiers (none without endpoints).</summary>
+    public RemoteOptions Remote { get; set; } = new();
+
     /// <summary>Size of the log files FASTER writes (2^bits bytes); truncation after a drop frees whole files.</summary>
     internal int LogSegmentSizeBits { get; set; } = 24;
 
@@ -89,6 +93,7 @@ public sealed class StoreOptions
             }
         }
 
+        errors.AddRange(Remote.Validate());
         return errors;
     }
 

@@ -21,6 +21,8 @@ public sealed partial class StoreSession
         {
             fixed (byte* data = values)
                 WriteMeta(ref keys, data, valueBytes, null, keys.Count, counted);
+            if (_store.Remote is { } remote)
+                ShareRecords(remote, ref keys, values, valueBytes, default);
         }
         finally
         {
@@ -47,6 +49,8 @@ public sealed partial class StoreSession
             fixed (byte* data = values)
             fixed (int* offsetPtr = offsets)
                 WriteMeta(ref keys, data, 0, offsetPtr, n, counted);
+            if (_store.Remote is { } remote)
+                ShareRecords(remote, ref keys, values, 0, offsets);
         }
         finally
         {
@@ -74,6 +78,8 @@ public sealed partial class StoreSession
             fixed (byte* data = values)
             fixed (byte* maskPtr = mask)
                 ReadMeta(ref keys, ReadMode.Rows, data, valueBytes, maskPtr, n, what);
+            if (_store.Remote is { } remote && FoundMask.Count(mask, n) < n)
+                FillRecords(remote, ref keys, n, mask, valueBytes, values, default, what);
             var found = 0;
             for (var i = 0; i < n; i++)
             {
@@ -139,7 +145,7 @@ public sealed partial class StoreSession
         {
             var values = new byte[]?[1];
             Span<byte> mask = stackalloc byte[1];
-            ReadVariable(ref source, values, mask, 1, $"metadata '{key}'");
+            ReadVariable(ref source, values, mask, 1, $"metadata '{key}'", shared: false);
             return values[0];
         }
         finally
@@ -179,7 +185,7 @@ public sealed partial class StoreSession
         }
     }
 
-    private unsafe int ReadVariable<TKeys>(ref TKeys keys, Span<byte[]?> values, Span<byte> foundMask, int n, string what)
+    private unsafe int ReadVariable<TKeys>(ref TKeys keys, Span<byte[]?> values, Span<byte> foundMask, int n, string what, bool shared = true)
         where TKeys : IKeySource, allows ref struct
     {
         var mask = foundMask[..FoundMask.Bytes(n)];
@@ -192,6 +198,9 @@ public sealed partial class StoreSession
             values[i] = arrays[i];
             arrays[i] = null;
         }
+
+        if (shared && _store.Remote is { } remote && FoundMask.Count(mask, n) < n)
+            FillRecords(remote, ref keys, n, mask, 0, default, values, what);
 
         return FoundMask.Count(mask, n);
     }

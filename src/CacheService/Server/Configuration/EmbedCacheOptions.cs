@@ -1,6 +1,7 @@
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Encoders;
 using EmbedCache.Engine.Jobs;
+using EmbedCache.Engine.Remote;
 using EmbedCache.Engine.Storage;
 
 namespace EmbedCache.Server.Configuration;
@@ -129,6 +130,12 @@ public sealed class EmbedCacheOptions
         /// way out during a rolling restart) before refusing to start; 0 refuses at once. Health is NOT_SERVING meanwhile.
         /// </summary>
         public int SaveDirLockWaitSeconds { get; set; }
+
+        /// <summary>
+        /// The shared cluster behind the local tiers (Garnet or Redis Cluster): endpoints, ACL user/password, TLS,
+        /// timeouts, circuit breaker, key prefix, write-behind queue, prewarm shards and leases. No endpoints: none.
+        /// </summary>
+        public RemoteOptions Remote { get; set; } = new();
     }
 
     public sealed class JobSection
@@ -232,6 +239,7 @@ public static class EmbedCacheOptionsMapping
         RequireGpu = options.Store.RequireGpu,
         CheckpointInterval = TimeSpan.FromSeconds(Math.Max(0, options.Store.CheckpointIntervalSeconds)),
         MoveAsideIncompatibleSaveDir = options.Store.MoveAsideIncompatibleSaveDir,
+        Remote = options.Store.Remote,
     };
 
     public static JobOptions ToJobOptions(this EmbedCacheOptions options) => new()
