@@ -106,7 +106,11 @@ internal static class Commands
         var batchSize = UInt("--batch-size", "items per encode batch (default: the service's)");
         var workers = UInt("--workers", "parallel encode workers (default: the service's)");
         var detach = new Option<bool>("--detach") { Description = "start the job and print its id without following it" };
-        return Action("prewarm", "Fill a dataset's embeddings (a job; follows its progress until done).", [dataset, split, encoder, batchSize, workers, detach],
+        var distributed = new Option<bool>("--distributed")
+        {
+            Description = "split the job into shards that every node sharing the service's remote tier (Store:Remote) takes a part of",
+        };
+        return Action("prewarm", "Fill a dataset's embeddings (a job; follows its progress until done).", [dataset, split, encoder, batchSize, workers, detach, distributed],
             async (r, ct) =>
             {
                 using var c = client(r);
@@ -116,6 +120,7 @@ internal static class Commands
                     BatchSize = r.GetValue(batchSize),
                     Workers = r.GetValue(workers),
                     Follow = !r.GetValue(detach),
+                    Distributed = r.GetValue(distributed),
                 };
                 request.Splits.Add(r.GetValue(split) ?? []);
                 request.Encoders.Add(r.GetValue(encoder) ?? []);
@@ -139,6 +144,8 @@ internal static class Commands
         await output.LineAsync(
             $"job {last.JobId} {Lower(last.State)}: {last.Processed}/{last.Total} processed, {last.Encoded} encoded, {last.Skipped} already cached, {last.Committed} committed" +
             (last.State == JobState.Failed ? $" — {last.Message}" : ""));
+        if (last.Cluster is { } cluster)
+            await output.LineAsync(Output.Shards(cluster));
         return last.State == JobState.Completed ? 0 : 1;
     }
 
@@ -267,7 +274,8 @@ internal static class Commands
             var rows = (await client.ListJobsAsync(ct)).Select(j => new[]
             {
                 j.JobId, Lower(j.State), j.Dataset, string.Join(',', j.Encoders), $"{j.Processed}/{j.Total}", j.Encoded.ToString(CultureInfo.InvariantCulture),
-                j.Skipped.ToString(CultureInfo.InvariantCulture), j.Committed.ToString(CultureInfo.InvariantCulture), j.Message,
+                j.Skipped.ToString(CultureInfo.InvariantCulture), j.Committed.ToString(CultureInfo.InvariantCulture),
+                j.Cluster is { } c ? Output.Shards(c) : j.Message,
             });
             output.Table(["job", "state", "dataset", "encoders", "progress", "encoded", "skipped", "committed", "message"], rows);
             return 0;
@@ -293,6 +301,13 @@ internal static class Commands
             output.Table(["encoder", "fingerprint", "tier", "items", "memory", "disk", "hits", "misses", "hit rate", "encoded"], rows);
             var last = stats.LastCheckpointUnixMs == 0 ? "never" : DateTimeOffset.FromUnixTimeMilliseconds(stats.LastCheckpointUnixMs).ToString("u", CultureInfo.InvariantCulture);
             await output.LineAsync(FormattableString.Invariant($"uptime {stats.UptimeSeconds:0}s; last checkpoint {last}"));
+            if (stats.Remote is { Enabled: true } remote)
+            {
+                await output.LineAsync(FormattableString.Invariant(
+                    $"remote tier {string.Join(',', remote.Endpoints)}: {(remote.Connected ? "connected" : "not connected")}, breaker {remote.Breaker}; hits {remote.Hits}, misses {remote.Misses}, corrupt {remote.Corrupt}, errors {remote.Errors} (timeouts {remote.Timeouts}); writes {remote.Written} written, {remote.Queued} queued, {remote.Dropped} dropped") +
+                    (remote.LastError.Length > 0 ? $"; last error: {remote.LastError}" : ""));
+            }
+
             return 0;
         }
     }

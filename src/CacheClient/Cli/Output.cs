@@ -128,8 +128,15 @@ internal sealed class Output
         var eta = p.EtaSeconds >= 0 ? FormattableString.Invariant($"ETA {p.EtaSeconds:0}s") : "ETA -";
         var fraction = percent ? FormattableString.Invariant($" ({Fraction(p) * 100:0}%)") : "";
         return FormattableString.Invariant(
-            $"{p.Processed}/{p.Total}{fraction} {p.ItemsPerSecond:0}/s {eta}, encoded {p.Encoded}, cached {p.Skipped}, committed {p.Committed}");
+            $"{p.Processed}/{p.Total}{fraction} {p.ItemsPerSecond:0}/s {eta}, encoded {p.Encoded}, cached {p.Skipped}, committed {p.Committed}")
+            + (p.Cluster is { } cluster ? FormattableString.Invariant($", shards {cluster.ShardsDone}/{cluster.Shards} on {cluster.Nodes.Count} node(s)") : "");
     }
+
+    /// <summary>"shards 5/16 done, 2 leased; node-a 3 done 1 leased (6144 encoded), node-b …" — a distributed job.</summary>
+    public static string Shards(ClusterProgress cluster) =>
+        FormattableString.Invariant($"shards {cluster.ShardsDone}/{cluster.Shards} done, {cluster.ShardsLeased} leased") +
+        (cluster.Nodes.Count == 0 ? "" : "; " + string.Join(", ", cluster.Nodes.Select(n =>
+            FormattableString.Invariant($"{n.Node} {n.ShardsDone} done {n.ShardsLeased} leased ({n.Encoded} encoded, {n.Skipped} skipped)"))));
 
     public static string Bytes(ulong bytes)
     {

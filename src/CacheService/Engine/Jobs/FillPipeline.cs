@@ -31,8 +31,14 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
         var remote = engine.Store.Remote;
         var droppedAtStart = remote?.Dropped ?? 0;
         long total = 0;
-        foreach (var split in spec.Splits)
-            total += dataset.CountItems(split, token) * encoders.Length;
+        if (job.Range is { } range)
+            total = range.Count * encoders.Length;
+        else
+        {
+            foreach (var split in spec.Splits)
+                total += dataset.CountItems(split, token) * encoders.Length;
+        }
+
         job.SetTotal(total);
 
         var work = Channel.CreateBounded<Work>(new BoundedChannelOptions(spec.Workers * 2) { SingleWriter = true });
@@ -68,6 +74,14 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
 
         await writer;
 
+        if (job.Range is not null)
+        {
+            // A shard of a distributed job: it is done once its rows and labels are on the cluster (the job's last
+            // shard completes the splits there); this node's own checkpoints run as they always do.
+            Shared = remote is null || await SharedAsync(remote, droppedAtStart, token);
+            return;
+        }
+
         // With a remote tier, the splits are complete on the cluster only once every row and label written here
         // reached it: wait for the write-behind queue, and share the manifests only if nothing was dropped meanwhile.
         var share = remote is null || await SharedAsync(remote, droppedAtStart, token);
@@ -83,6 +97,9 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
 
         await TimedCommitAsync(token);
     }
+
+    /// <summary>After a shard's run: every row and label it wrote reached the cluster.</summary>
+    public bool Shared { get; private set; }
 
     /// <summary>How long a job waits at its end for its writes to reach the cluster.</summary>
     internal static readonly TimeSpan RemoteFlushTimeout = TimeSpan.FromSeconds(30);
@@ -110,11 +127,13 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
     private async Task ReadAsync(Dataset dataset, EncoderEntry[] encoders, ChannelWriter<Work> output, CancellationToken token)
     {
         var manifest = dataset.Manifest;
-        foreach (var split in job.Spec.Splits)
+        var range = job.Range;
+        foreach (var split in range is null ? job.Spec.Splits : [range.Split])
         {
-            var items = dataset.CountItems(split, token);
-            var pairs = manifest.Labels.Kind == DatasetLabelKind.Pair ? dataset.ReadPairs(split, token) : null;
-            engine.Splits.Record(dataset.Name, split, items, pairs?.Count ?? 0, manifest.Labels.Kind, manifest.Key.Scheme);
+            // A shard's split was recorded when its job was created; the shard that starts the split stores its pairs.
+            var pairs = manifest.Labels.Kind == DatasetLabelKind.Pair && range is not { Start: > 0 } ? dataset.ReadPairs(split, token) : null;
+            if (range is null)
+                engine.Splits.Record(dataset.Name, split, dataset.CountItems(split, token), pairs?.Count ?? 0, manifest.Labels.Kind, manifest.Key.Scheme);
             if (pairs is not null)
             {
                 using var lease = engine.Sessions.Rent();
@@ -122,8 +141,12 @@ internal sealed class FillPipeline(CacheEngine engine, PrewarmJob job, JobOption
             }
 
             var read = Stopwatch.GetTimestamp();
-            foreach (var chunk in dataset.OpenSplit(split).ReadChunks(job.Spec.BatchSize, cancellationToken: token))
+            var end = range is null ? long.MaxValue : range.Start + range.Count;
+            foreach (var chunk in dataset.OpenSplit(split).ReadChunks(job.Spec.BatchSize, range?.Start ?? 0, token))
             {
+                // Shards are whole batches long, so a shard ends at a chunk's boundary.
+                if (chunk.StartIndex >= end)
+                    break;
                 var indices = new ulong[chunk.Count];
                 for (var i = 0; i < chunk.Count; i++)
                     indices[i] = (ulong)(chunk.StartIndex + i);

@@ -20,6 +20,7 @@ public sealed partial class JobManager : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _concurrency;
     private readonly Lock _lock = new();
+    private readonly ClusterPrewarm? _cluster;
     private int _disposed;
 
     public JobManager(CacheEngine engine, JobOptions? options = null)
@@ -28,6 +29,9 @@ public sealed partial class JobManager : IAsyncDisposable
         _options = options ?? new JobOptions();
         _logger = engine.LoggerFactory.CreateLogger<JobManager>();
         _concurrency = new SemaphoreSlim(_options.MaxConcurrentJobs);
+        // With a remote tier, this node takes shards of distributed jobs started on any node that shares the cluster.
+        if (engine.Store.Remote is { } remote)
+            _cluster = new ClusterPrewarm(engine, remote, _options, engine.LoggerFactory.CreateLogger<ClusterPrewarm>());
     }
 
     /// <summary>Starts a job, or returns the running one that does the same work.</summary>
@@ -97,16 +101,20 @@ public sealed partial class JobManager : IAsyncDisposable
         return resumed;
     }
 
+    /// <summary>This node's jobs, and the distributed jobs other nodes started (as the cluster last reported them).</summary>
     public IReadOnlyList<PrewarmJob> List()
     {
         lock (_lock)
-            return [.. _jobs.Values.OrderBy(j => j.Id, StringComparer.Ordinal)];
+        {
+            var others = (_cluster?.Views ?? []).Where(v => !_jobs.ContainsKey(v.Id));
+            return [.. _jobs.Values.Concat(others).OrderBy(j => j.Id, StringComparer.Ordinal)];
+        }
     }
 
     public PrewarmJob? Get(string id)
     {
         lock (_lock)
-            return _jobs.GetValueOrDefault(id);
+            return _jobs.GetValueOrDefault(id) ?? _cluster?.Views.FirstOrDefault(v => v.Id == id);
     }
 
     private PrewarmSpec Normalize(PrewarmSpec spec)
@@ -137,6 +145,8 @@ public sealed partial class JobManager : IAsyncDisposable
             }
         }
 
+        if (spec.Distributed && _cluster is null)
+            throw new InvalidRequestException("distributed", "a distributed prewarm needs a remote tier: set Store:Remote:Endpoints on every node that shares it");
         if (spec.BatchSize is < 0 or > JobOptions.MaxBatchSize)
             throw new InvalidRequestException("batch_size", $"must be between 1 and {JobOptions.MaxBatchSize} (was {spec.BatchSize})");
         if (spec.Workers < 0)
@@ -145,11 +155,17 @@ public sealed partial class JobManager : IAsyncDisposable
             throw new LimitExceededException($"workers: {spec.Workers} workers for one job; the limit is Jobs:MaxWorkers = {_options.MaxWorkers}");
         var batch = spec.BatchSize == 0 ? _options.DefaultBatchSize : spec.BatchSize;
         var workers = spec.Workers == 0 ? 1 : spec.Workers;
-        return new PrewarmSpec(spec.Dataset, splits, encoders, batch, workers);
+        return new PrewarmSpec(spec.Dataset, splits, encoders, batch, workers) { Distributed = spec.Distributed };
     }
 
     private async Task RunAsync(PrewarmJob job)
     {
+        if (job.Spec.Distributed)
+        {
+            await FollowClusterJobAsync(job);
+            return;
+        }
+
         try
         {
             await _concurrency.WaitAsync(job.Token);
@@ -198,6 +214,39 @@ public sealed partial class JobManager : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A distributed job started here: recorded on the cluster (where every node's worker, this one's too, takes its
+    /// shards), then followed until it ends there. It holds no slot of <see cref="JobOptions.MaxConcurrentJobs"/>: the
+    /// shards run in the nodes' workers.
+    /// </summary>
+    private async Task FollowClusterJobAsync(PrewarmJob job)
+    {
+        try
+        {
+            if (_cluster is null)
+                throw new InvalidOperationException("a distributed job was resumed on a node without a remote tier: set Store:Remote:Endpoints");
+            job.Start();
+            Persist(job);
+            await _cluster.CreateAsync(job);
+            var (state, message) = await _cluster.FollowAsync(job);
+            job.StopClock();
+            Finish(job, state, message);
+        }
+        catch (OperationCanceledException) when (job.CancelRequested)
+        {
+            Finish(job, JobState.Cancelled, "cancelled");
+        }
+        catch (OperationCanceledException)
+        {
+            job.SetState(JobState.Queued, "stopped with the service; the cluster's nodes go on, and this node follows the job again on restart");
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Failed(_logger, job.Id, e.Message);
+            Finish(job, JobState.Failed, e.Message);
+        }
+    }
+
     private void Finish(PrewarmJob job, JobState state, string message)
     {
         job.SetState(state, message);
@@ -242,6 +291,8 @@ public sealed partial class JobManager : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         await _stopping.CancelAsync();
+        if (_cluster is not null)
+            await _cluster.DisposeAsync();
         Task[] running;
         lock (_lock)
             running = _jobs.Values.Select(j => j.Completion).ToArray();

@@ -14,14 +14,30 @@ public enum JobState
 /// <summary>What to fill: a dataset's splits for some encoders, in batches, with N encoder workers.</summary>
 public sealed record PrewarmSpec(string Dataset, IReadOnlyList<string> Splits, IReadOnlyList<string> Encoders, int BatchSize, int Workers)
 {
+    /// <summary>Split into shards leased through the remote tier's cluster, so every node sharing it encodes a part.</summary>
+    public bool Distributed { get; init; }
+
     /// <summary>Two requests for the same work attach to one running job.</summary>
-    internal string Identity => $"{Dataset}\u001f{string.Join(',', Splits.Order(StringComparer.Ordinal))}\u001f{string.Join(',', Encoders.Order(StringComparer.Ordinal))}";
+    internal string Identity => $"{Dataset}\u001f{string.Join(',', Splits.Order(StringComparer.Ordinal))}\u001f{string.Join(',', Encoders.Order(StringComparer.Ordinal))}\u001f{Distributed}";
 }
 
 /// <summary>A point-in-time view of a job, as reported to callers.</summary>
 public sealed record JobProgress(
     string Id, PrewarmSpec Spec, JobState State, long Total, long Processed, long Encoded, long Skipped,
-    long Committed, double ItemsPerSecond, double? EtaSeconds, string Message);
+    long Committed, double ItemsPerSecond, double? EtaSeconds, string Message)
+{
+    /// <summary>Shards and nodes of a distributed job (counters above are then cluster-wide); null for a local job.</summary>
+    public ClusterProgress? Cluster { get; init; }
+}
+
+/// <summary>A distributed job's shards, and what each node has done of it.</summary>
+public sealed record ClusterProgress(int Shards, int ShardsDone, int ShardsLeased, IReadOnlyList<NodeShare> Nodes);
+
+/// <summary>One node's part of a distributed job: shards finished and leased now, embeddings encoded and skipped.</summary>
+public sealed record NodeShare(string Node, int ShardsDone, int ShardsLeased, long Encoded, long Skipped);
+
+/// <summary>Items <c>[Start, Start + Count)</c> of one split: a shard of a distributed prewarm.</summary>
+public sealed record ShardRange(string Split, long Start, long Count);
 
 /// <summary>Where a prewarm's time goes, summed over its threads (the stages overlap, so they add up to more than the wall time).</summary>
 public enum JobStage
@@ -86,6 +102,15 @@ public sealed class PrewarmJob
 
     public PrewarmSpec Spec { get; }
 
+    /// <summary>The shard this run fills (a node's part of a distributed job); null: the whole spec.</summary>
+    internal ShardRange? Range { get; init; }
+
+    /// <summary>Shards and nodes, for a distributed job (set as the cluster reports them).</summary>
+    internal ClusterProgress? Cluster { get; private set; }
+
+    /// <summary>Called by <see cref="Cancel"/> besides cancelling this process's run (a distributed job tells the cluster).</summary>
+    internal Action? OnCancel { get; set; }
+
     public JobState State => _state;
 
     public bool IsFinished => _state is JobState.Completed or JobState.Failed or JobState.Cancelled;
@@ -100,7 +125,22 @@ public sealed class PrewarmJob
     public void Cancel()
     {
         CancelRequested = true;
+        OnCancel?.Invoke();
         _cancel.Cancel();
+    }
+
+    /// <summary>Takes a distributed job's cluster-wide counters (processed and the rest are absolute there).</summary>
+    internal void Mirror(long total, long processed, long encoded, long skipped, long committed, ClusterProgress cluster)
+    {
+        Interlocked.Exchange(ref _total, total);
+        Interlocked.Exchange(ref _processed, processed);
+        Interlocked.Exchange(ref _encoded, encoded);
+        Interlocked.Exchange(ref _skipped, skipped);
+        Interlocked.Exchange(ref _committed, committed);
+        // The rate counts embeddings encoded, cluster-wide.
+        Interlocked.Exchange(ref _encodedAtStart, skipped);
+        Cluster = cluster;
+        Changed();
     }
 
     public JobProgress Snapshot()
@@ -112,7 +152,7 @@ public sealed class PrewarmJob
         var rate = seconds > 0 ? work / seconds : 0;
         double? eta = IsFinished ? 0 : rate > 0 ? (total - processed) / rate : null;
         return new JobProgress(Id, Spec, _state, total, processed, Interlocked.Read(ref _encoded),
-            Interlocked.Read(ref _skipped), Interlocked.Read(ref _committed), rate, eta, _message);
+            Interlocked.Read(ref _skipped), Interlocked.Read(ref _committed), rate, eta, _message) { Cluster = Cluster };
     }
 
     /// <summary>Completes at the next change of progress or state.</summary>
@@ -148,6 +188,10 @@ public sealed class PrewarmJob
     }
 
     internal long Processed => Interlocked.Read(ref _processed);
+
+    internal long Encoded => Interlocked.Read(ref _encoded);
+
+    internal long Skipped => Interlocked.Read(ref _skipped);
 
     /// <summary>Adds the time since <paramref name="startTimestamp"/> (a <see cref="Stopwatch.GetTimestamp"/>) to a stage.</summary>
     internal void AddStageTime(JobStage stage, long startTimestamp) =>

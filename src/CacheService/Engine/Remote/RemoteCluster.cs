@@ -79,8 +79,10 @@ public sealed partial class RemoteCluster : IDisposable
         {
             AbortOnConnectFail = false,
             ConnectTimeout = options.ConnectTimeoutMs,
-            SyncTimeout = options.OperationTimeoutMs,
-            AsyncTimeout = options.OperationTimeoutMs,
+            // Lookups wait at most OperationTimeoutMs for the cluster (Await below); the client's own timeout is
+            // longer, for writes and job records that may wait out a busy moment.
+            SyncTimeout = Math.Max(options.OperationTimeoutMs * 4, 2000),
+            AsyncTimeout = Math.Max(options.OperationTimeoutMs * 4, 2000),
             ConnectRetry = 1,
             KeepAlive = 5,
             ConfigCheckSeconds = 5,

@@ -39,7 +39,7 @@ public sealed partial class RemoteOptions
     /// How long one remote read or write batch may take before it counts as a failure: the most a lookup waits on the
     /// cluster while the circuit breaker is closed.
     /// </summary>
-    public int OperationTimeoutMs { get; set; } = 250;
+    public int OperationTimeoutMs { get; set; } = 500;
 
     /// <summary>Consecutive failures (errors or timeouts) that open the circuit breaker.</summary>
     public int BreakerFailures { get; set; } = 3;

@@ -218,7 +218,11 @@ internal sealed class NamespaceRegistry
             list.Add(new NamespaceInfo(spec.Encoder, spec.Fingerprint, spec.Dim, spec.DType, state.Tier, state.Registered,
                 Interlocked.Read(ref state.Items), state.Table?.UsedBytes ?? 0, memory, disk,
                 Interlocked.Read(ref state.Hits), Interlocked.Read(ref state.Misses),
-                state.Table?.ReservedBytes ?? 0, state.Table?.Errors ?? 0, state.Table?.Off ?? false));
+                state.Table?.ReservedBytes ?? 0, state.Table?.Errors ?? 0, state.Table?.Off ?? false)
+            {
+                RemoteHits = Interlocked.Read(ref state.RemoteHits),
+                RemoteCorruptRows = Interlocked.Read(ref state.RemoteCorruptRows),
+            });
         }
 
         list.Sort(static (a, b) => string.CompareOrdinal(a.Encoder, b.Encoder));

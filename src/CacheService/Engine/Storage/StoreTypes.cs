@@ -25,7 +25,14 @@ public sealed record StoreCheckpoint(long Version, DateTimeOffset Time, bool Per
 public sealed record NamespaceInfo(
     string Encoder, Fingerprint Fingerprint, int Dim, EmbeddingDType DType, Tier Tier, bool Registered,
     long Items, long GpuBytes, long MemoryBytes, long DiskBytes, long Hits, long Misses,
-    long GpuReservedBytes = 0, long GpuErrors = 0, bool GpuTableOff = false);
+    long GpuReservedBytes = 0, long GpuErrors = 0, bool GpuTableOff = false)
+{
+    /// <summary>Rows the local tiers missed and the remote tier served.</summary>
+    public long RemoteHits { get; init; }
+
+    /// <summary>Rows from the remote tier that failed their checksum (treated as misses, never served).</summary>
+    public long RemoteCorruptRows { get; init; }
+}
 
 /// <summary>Outcome of <see cref="EmbeddingStore.Drop"/>.</summary>
 /// <param name="Found">False when no such namespace was registered or stored.</param>

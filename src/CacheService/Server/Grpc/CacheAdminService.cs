@@ -18,7 +18,10 @@ internal sealed class CacheAdminService(CacheEngine engine, JobManager jobs, Dat
         if (string.IsNullOrEmpty(request.Dataset))
             throw new InvalidRequestException("dataset", "must name a registered dataset or a path under the data root");
         var spec = new PrewarmSpec(request.Dataset, [.. request.Splits], [.. request.Encoders],
-            checked((int)Math.Min(request.BatchSize, int.MaxValue)), checked((int)Math.Min(request.Workers, int.MaxValue)));
+            checked((int)Math.Min(request.BatchSize, int.MaxValue)), checked((int)Math.Min(request.Workers, int.MaxValue)))
+        {
+            Distributed = request.Distributed,
+        };
         var job = jobs.StartOrAttach(spec);
         var token = context.CancellationToken;
 
@@ -45,6 +48,7 @@ internal sealed class CacheAdminService(CacheEngine engine, JobManager jobs, Dat
             UptimeSeconds = (DateTimeOffset.UtcNow - engineStartedAt).TotalSeconds,
             LastCheckpointUnixMs = engine.Store.LastCheckpoint is { } c ? c.Time.ToUnixTimeMilliseconds() : 0,
             LabelItems = (ulong)engine.Store.LabelItems,
+            Remote = ContractMapping.ToContract(engine.Store.Remote?.Stats()),
         };
         // Several encoder names may share one namespace (the same model under two names).
         var entries = engine.Entries.ToLookup(e => e.Fingerprint);
@@ -59,6 +63,8 @@ internal sealed class CacheAdminService(CacheEngine engine, JobManager jobs, Dat
                 Bytes = (ulong)(ns.MemoryBytes + ns.DiskBytes),
                 MemoryBytes = (ulong)ns.MemoryBytes,
                 DiskBytes = (ulong)ns.DiskBytes,
+                RemoteHits = (ulong)ns.RemoteHits,
+                RemoteCorrupt = (ulong)ns.RemoteCorruptRows,
             };
             foreach (var entry in entries[ns.Fingerprint])
             {

@@ -2,6 +2,7 @@ using EmbedCache.Engine;
 using EmbedCache.Engine.Caching;
 using EmbedCache.Engine.Encoders;
 using EmbedCache.Engine.Keys;
+using EmbedCache.Engine.Remote;
 using Google.Protobuf;
 using V1 = EmbedCache.Contract.V1;
 using Emb = EmbedCache.Engine.Embeddings;
@@ -227,7 +228,49 @@ internal static class ContractMapping
             Dataset = p.Spec.Dataset,
         };
         progress.Encoders.Add(p.Spec.Encoders);
+        if (p.Cluster is { } cluster)
+        {
+            progress.Cluster = new V1.ClusterProgress
+            {
+                Shards = (uint)cluster.Shards,
+                ShardsDone = (uint)cluster.ShardsDone,
+                ShardsLeased = (uint)cluster.ShardsLeased,
+            };
+            foreach (var n in cluster.Nodes)
+            {
+                progress.Cluster.Nodes.Add(new V1.NodeShare
+                {
+                    Node = n.Node, ShardsDone = (uint)n.ShardsDone, ShardsLeased = (uint)n.ShardsLeased, Encoded = (ulong)n.Encoded, Skipped = (ulong)n.Skipped,
+                });
+            }
+        }
+
         return progress;
+    }
+
+    public static V1.RemoteTierStats ToContract(RemoteStats? remote)
+    {
+        if (remote is null)
+            return new V1.RemoteTierStats();
+        var stats = new V1.RemoteTierStats
+        {
+            Enabled = true,
+            Connected = remote.Connected,
+            Breaker = remote.Breaker switch { BreakerState.Open => "open", BreakerState.HalfOpen => "half_open", _ => "closed" },
+            BreakerOpened = (ulong)remote.BreakerOpened,
+            Hits = (ulong)remote.Hits,
+            Misses = (ulong)remote.Misses,
+            Corrupt = (ulong)remote.Corrupt,
+            Errors = (ulong)remote.Errors,
+            Timeouts = (ulong)remote.Timeouts,
+            Queued = (ulong)Math.Max(0, remote.WritesQueued),
+            QueueBytes = (ulong)Math.Max(0, remote.QueueBytes),
+            Written = (ulong)remote.Written,
+            Dropped = (ulong)remote.Dropped,
+            LastError = remote.LastError ?? "",
+        };
+        stats.Endpoints.Add(remote.Endpoints);
+        return stats;
     }
 
     public static V1.EncoderEmbeddings Embeddings(EncoderEntry encoder, ReadOnlyMemory<byte> rows, byte[] found, int encoded) => new()
