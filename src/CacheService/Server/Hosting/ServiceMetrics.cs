@@ -31,6 +31,12 @@ public sealed class ServiceMetrics
     private readonly Gauge _gpuFallbacks;
     private readonly Gauge _sharedRings;
     private readonly Counter _sharedStreams;
+    private readonly Counter _remoteReads;
+    private readonly Counter _remoteErrors;
+    private readonly Counter _remoteWrites;
+    private readonly Gauge _remoteQueue;
+    private readonly Gauge _remoteBreaker;
+    private readonly Counter _remoteBreakerOpened;
 
     public ServiceMetrics(EngineHost host, Grpc.SharedStreams shared)
     {
@@ -79,6 +85,17 @@ public sealed class ServiceMetrics
             "Gpu-tier namespaces that got no device memory (budget spent or the device refused) and are served from the Cpu tier.");
         _sharedRings = factory.CreateGauge("embedcache_shared_memory_rings", "Shared-memory epoch streams open now (one ring each).");
         _sharedStreams = factory.CreateCounter("embedcache_shared_memory_streams_total", "Shared-memory epoch streams opened since start.");
+        _remoteReads = factory.CreateCounter("embedcache_remote_reads_total",
+            "Rows the local tiers missed, read from the remote tier, by result: hit, miss, corrupt (failed its checksum: treated as a miss, never served).",
+            new CounterConfiguration { LabelNames = ["result"] });
+        _remoteErrors = factory.CreateCounter("embedcache_remote_errors_total", "Remote tier calls that failed, by kind (timeout, or any other error).",
+            new CounterConfiguration { LabelNames = ["kind"] });
+        _remoteWrites = factory.CreateCounter("embedcache_remote_writes_total", "Writes to the remote tier (write-behind), by outcome: written, dropped (queue full).",
+            new CounterConfiguration { LabelNames = ["outcome"] });
+        _remoteQueue = factory.CreateGauge("embedcache_remote_write_queue", "Writes waiting for the remote tier: entries and bytes.",
+            new GaugeConfiguration { LabelNames = ["unit"] });
+        _remoteBreaker = factory.CreateGauge("embedcache_remote_breaker_open", "1 while the remote tier's circuit breaker skips the cluster (open or probing), else 0.");
+        _remoteBreakerOpened = factory.CreateCounter("embedcache_remote_breaker_opened_total", "Times the remote tier's circuit breaker opened.");
         DotNetStats.Register(Registry);
         Registry.AddBeforeCollectCallback(() => Collect(host, shared));
         // Checkpoints are taken inside the store (periodic, after fills, admin, shutdown); the store
@@ -174,6 +191,21 @@ public sealed class ServiceMetrics
             _jobProcessed.WithLabels(p.Id, p.Spec.Dataset, state).Set(p.Processed);
             _jobTotal.WithLabels(p.Id, p.Spec.Dataset, state).Set(p.Total);
             _jobCommitted.WithLabels(p.Id, p.Spec.Dataset, state).Set(p.Committed);
+        }
+
+        if (engine.Store.Remote?.Stats() is { } remote)
+        {
+            _remoteReads.WithLabels("hit").IncTo(remote.Hits);
+            _remoteReads.WithLabels("miss").IncTo(remote.Misses);
+            _remoteReads.WithLabels("corrupt").IncTo(remote.Corrupt);
+            _remoteErrors.WithLabels("timeout").IncTo(remote.Timeouts);
+            _remoteErrors.WithLabels("other").IncTo(Math.Max(0, remote.Errors - remote.Timeouts));
+            _remoteWrites.WithLabels("written").IncTo(remote.Written);
+            _remoteWrites.WithLabels("dropped").IncTo(remote.Dropped);
+            _remoteQueue.WithLabels("entries").Set(Math.Max(0, remote.WritesQueued));
+            _remoteQueue.WithLabels("bytes").Set(Math.Max(0, remote.QueueBytes));
+            _remoteBreaker.Set(remote.Breaker == Engine.Remote.BreakerState.Closed ? 0 : 1);
+            _remoteBreakerOpened.IncTo(remote.BreakerOpened);
         }
 
         _saveDirErrors.IncTo(engine.Store.SaveDir.WriteErrors);

@@ -1,5 +1,6 @@
 using EmbedCache.Engine.Embeddings;
 using EmbedCache.Engine.Jobs;
+using EmbedCache.Engine.Remote;
 
 namespace EmbedCache.Server.Hosting;
 
@@ -78,7 +79,7 @@ public static class StatusEndpoints
         {
             var p = job.Snapshot();
             jobList.Add(new JobStatus(p.Id, p.Spec.Dataset, p.Spec.Splits, p.Spec.Encoders, Lower(p.State), p.Total, p.Processed,
-                p.Encoded, p.Skipped, p.Committed, p.ItemsPerSecond, p.EtaSeconds, p.Message));
+                p.Encoded, p.Skipped, p.Committed, p.ItemsPerSecond, p.EtaSeconds, p.Message) { Cluster = p.Cluster });
         }
 
         var checkpoint = engine.Store.LastCheckpoint is { } c
@@ -90,7 +91,13 @@ public static class StatusEndpoints
         return new ServiceStatus(now, (now - host.StartedAt).TotalSeconds, hits, misses, lookups == 0 ? null : (double)hits / lookups,
             encoded, encoders, tierList, namespaces, jobList, checkpoint,
             new SaveDirStatus(engine.Store.Persistent, saveDir.Failing, saveDir.WriteErrors, saveDir.LastCause),
-            new GpuStatus(engine.Store.CudaAvailable, gpuBudget, gpuReserved, engine.Store.GpuTierFallbacks));
+            new GpuStatus(engine.Store.CudaAvailable, gpuBudget, gpuReserved, engine.Store.GpuTierFallbacks))
+        {
+            Remote = engine.Store.Remote?.Stats() is { } r
+                ? new RemoteStatus(r.Endpoints, r.Connected, r.Breaker switch { BreakerState.Open => "open", BreakerState.HalfOpen => "half_open", _ => "closed" },
+                    r.BreakerOpened, r.Hits, r.Misses, r.Corrupt, r.Errors, r.Timeouts, r.Written, r.WritesQueued, r.QueueBytes, r.Dropped, r.LastError, r.LastErrorAt)
+                : null,
+        };
     }
 
     private static string Lower<T>(T value)
@@ -101,7 +108,20 @@ public static class StatusEndpoints
 public sealed record ServiceStatus(
     DateTimeOffset Time, double UptimeSeconds, long Hits, long Misses, double? HitRate, long Encoded,
     IReadOnlyList<EncoderStatus> Encoders, IReadOnlyList<TierStatus> Tiers, IReadOnlyList<NamespaceStatus> Namespaces,
-    IReadOnlyList<JobStatus> Jobs, CheckpointStatus? LastCheckpoint, SaveDirStatus SaveDir, GpuStatus Gpu);
+    IReadOnlyList<JobStatus> Jobs, CheckpointStatus? LastCheckpoint, SaveDirStatus SaveDir, GpuStatus Gpu)
+{
+    /// <summary>The remote tier (Store:Remote), or null without one.</summary>
+    public RemoteStatus? Remote { get; init; }
+}
+
+/// <summary>
+/// The remote tier: the cluster's endpoints, whether the client is connected, the circuit breaker (closed, open,
+/// half_open) and how often it opened, reads of rows the local tiers missed (hits, misses, values failing their
+/// checksum), errors and timeouts, and the write-behind queue (written, queued, dropped when full).
+/// </summary>
+public sealed record RemoteStatus(
+    IReadOnlyList<string> Endpoints, bool Connected, string Breaker, long BreakerOpened, long Hits, long Misses, long Corrupt,
+    long Errors, long Timeouts, long Written, long Queued, long QueueBytes, long Dropped, string? LastError, DateTimeOffset? LastErrorAt);
 
 /// <summary>
 /// The Gpu tier: whether its tables are on a CUDA device (else host tensors), the device budget shared by all Gpu
@@ -119,7 +139,11 @@ public sealed record NamespaceStatus(
 
 public sealed record JobStatus(
     string Id, string Dataset, IReadOnlyList<string> Splits, IReadOnlyList<string> Encoders, string State, long Total, long Processed,
-    long Encoded, long Skipped, long Committed, double ItemsPerSecond, double? EtaSeconds, string Message);
+    long Encoded, long Skipped, long Committed, double ItemsPerSecond, double? EtaSeconds, string Message)
+{
+    /// <summary>A distributed job's shards and nodes (its counters are then cluster-wide); null for a local job.</summary>
+    public ClusterProgress? Cluster { get; init; }
+}
 
 /// <param name="Failing">True while log writes to the SaveDir fail and are retried (full or read-only file system).</param>
 public sealed record SaveDirStatus(bool Persistent, bool Failing, long WriteErrors, string? LastError);
