@@ -16,6 +16,8 @@ public sealed partial class HouseRulesTests
         ("Engine/Storage", ["EmbedCache.Engine.Caching", "EmbedCache.Engine.Jobs", "EmbedCache.Engine.Encoders", "EmbedCache.Engine.Datasets"],
             "the store keeps bytes: labels, manifests, datasets and encoders are the layers above it"),
         ("Engine/Caching", ["EmbedCache.Engine.Jobs"], "jobs run on the cache, not the other way round"),
+        ("Engine/Remote", ["EmbedCache.Engine.Storage", "EmbedCache.Engine.Caching", "EmbedCache.Engine.Jobs", "EmbedCache.Engine.Encoders", "EmbedCache.Engine.Datasets"],
+            "the cluster client moves bytes under keys; what they mean (rows, labels, manifests, shards) is the layers' that use it"),
         ("Engine/Encoders", ["EmbedCache.Engine.Storage", "EmbedCache.Engine.Caching", "EmbedCache.Engine.Jobs"], "an encoder turns features into rows and stores nothing"),
         ("Engine/Datasets", ["EmbedCache.Engine.Storage", "EmbedCache.Engine.Caching", "EmbedCache.Engine.Jobs"], "a dataset reader reads files and stores nothing"),
         ("Engine/Keys", ["EmbedCache.Engine.Storage", "EmbedCache.Engine.Caching", "EmbedCache.Engine.Jobs"], "keys are values the store and the cache share"),
