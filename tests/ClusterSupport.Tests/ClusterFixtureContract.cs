@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using StackExchange.Redis;
 using Xunit.Abstractions;
 
@@ -18,7 +17,11 @@ public abstract class ClusterFixtureContract(ITestOutputHelper output)
 
     protected abstract string Engine { get; }
 
-    protected abstract Task<IClusterFixture> StartAsync(string? user = null, string? password = null);
+    /// <summary>Whether keys written before <see cref="IClusterFixture.StopAllAsync"/> are there after the restart.</summary>
+    protected abstract bool KeysSurviveRestart { get; }
+
+    /// <summary>Starts a cluster of 3 primaries with <paramref name="replicasPerPrimary"/> replicas each.</summary>
+    protected abstract Task<IClusterFixture> StartAsync(int replicasPerPrimary = 1, string? user = null, string? password = null);
 
     [Fact]
     public async Task Start_FormsThreePrimariesServingEverySlot_EachWithOneAttachedReplica()
@@ -99,12 +102,15 @@ public abstract class ClusterFixtureContract(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task StopAll_LeavesNoNodeReachable_AndRestartAll_BringsTheSameClusterBack()
+    public async Task StopAll_LeavesNoNodeReachable_AndRestartAll_BringsTheSameClusterBack_WithTheKeysItPersists()
     {
         await using var cluster = await StartAsync();
         string[] nodeIds;
         await using (var client = await ConnectAsync(cluster))
+        {
             nodeIds = (await client.GetServer(cluster.Endpoints[0]).ClusterNodesAsync())!.Nodes.Select(n => n.NodeId).Order().ToArray();
+            await client.GetDatabase().StringSetAsync("before-stop", "kept?");
+        }
 
         await cluster.StopAllAsync();
         await using (var down = await ConnectAsync(cluster, failFast: true))
@@ -121,6 +127,7 @@ public abstract class ClusterFixtureContract(ITestOutputHelper output)
         var idsAfter = (await again.GetServer(cluster.Endpoints[0]).ClusterNodesAsync())!.Nodes.Select(n => n.NodeId).Order().ToArray();
         Assert.Equal(nodeIds, idsAfter);
         var db = again.GetDatabase();
+        Assert.Equal(KeysSurviveRestart ? "kept?" : RedisValue.Null, await db.StringGetAsync("before-stop"));
         var keys = Enumerable.Range(0, 100).Select(i => $"after-restart:{i}").ToArray();
         await Task.WhenAll(keys.Select(k => db.StringSetAsync(k, k)));
         var values = await Task.WhenAll(keys.Select(k => db.StringGetAsync(k)));
@@ -128,9 +135,29 @@ public abstract class ClusterFixtureContract(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task RestartAll_AfterKillPrimaryOf_BringsTheKilledNodeBackAsAReplica()
+    {
+        await using var cluster = await StartAsync();
+        var killed = await cluster.KillPrimaryOfAsync("some key");
+
+        var clock = Stopwatch.StartNew();
+        await cluster.RestartAllAsync();
+        Output.WriteLine($"{Engine}: restarted after a failover, consistent again in {clock.Elapsed.TotalSeconds:0.0} s");
+
+        await using var client = await ConnectAsync(cluster);
+        var nodes = (await client.GetServer(cluster.Endpoints[0]).ClusterNodesAsync())!.Nodes;
+        var comeBack = Assert.Single(nodes, n => n.EndPoint!.ToString() == killed);
+        Assert.True(comeBack.IsReplica, $"{killed} came back as '{comeBack.Raw}', expected a replica");
+        Assert.Equal(Primaries, nodes.Count(n => !n.IsReplica));
+        Assert.All(nodes.Where(n => !n.IsReplica), p => Assert.Single(nodes, r => r.ParentNodeId == p.NodeId));
+        await client.GetDatabase().StringSetAsync("some key", "after the restart");
+        Assert.Equal("after the restart", await client.GetDatabase().StringGetAsync("some key"));
+    }
+
+    [Fact]
     public async Task Start_WithUserAndPassword_ServesThatUser_AndRefusesAClientWithoutThem()
     {
-        await using var cluster = await StartAsync(user: "fixture-user", password: "fixture-password");
+        await using var cluster = await StartAsync(replicasPerPrimary: 0, user: "fixture-user", password: "fixture-password");
         Assert.Contains("user=fixture-user", cluster.ConfigurationString, StringComparison.Ordinal);
 
         await using var client = await ConnectAsync(cluster);
@@ -162,6 +189,4 @@ public abstract class ClusterFixtureContract(ITestOutputHelper output)
             options.BacklogPolicy = BacklogPolicy.FailFast;
         return await ConnectionMultiplexer.ConnectAsync(options);
     }
-
-    protected static string Seconds(TimeSpan elapsed) => elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture);
 }

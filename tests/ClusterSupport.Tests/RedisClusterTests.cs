@@ -12,8 +12,11 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : ClusterFixture
 {
     protected override string Engine => "redis";
 
-    protected override async Task<IClusterFixture> StartAsync(string? user = null, string? password = null) =>
-        await RedisCluster.StartAsync(primaries: 3, replicasPerPrimary: 1, nodeTimeoutMs: 2000, user, password);
+    /// <summary>Nothing but nodes-P.conf is persisted (--save "", no AOF).</summary>
+    protected override bool KeysSurviveRestart => false;
+
+    protected override async Task<IClusterFixture> StartAsync(int replicasPerPrimary = 1, string? user = null, string? password = null) =>
+        await RedisCluster.StartAsync(primaries: 3, replicasPerPrimary, nodeTimeoutMs: 2000, user, password);
 
     [Fact]
     public async Task PauseNode_StopsItAnswering_AndResumeNode_LetsTheClusterServeAgain()
@@ -27,7 +30,7 @@ public sealed class RedisClusterTests(ITestOutputHelper output) : ClusterFixture
         var clock = Stopwatch.StartNew();
         var ping = await Assert.ThrowsAnyAsync<Exception>(() => client.GetServer(replica).PingAsync());
         Assert.True(ping is RedisTimeoutException or RedisConnectionException, $"expected a timeout from the paused node, got {ping}");
-        Output.WriteLine($"redis: the paused node's PING failed after {Seconds(clock.Elapsed)} s: {ping.GetType().Name}");
+        Output.WriteLine($"redis: the paused node's PING failed after {clock.Elapsed.TotalSeconds:0.0} s: {ping.GetType().Name}");
 
         await cluster.ResumeNodeAsync(replica);
         Assert.True((await client.GetServer(replica).PingAsync()) >= TimeSpan.Zero);
