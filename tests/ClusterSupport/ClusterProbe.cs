@@ -45,7 +45,13 @@ internal sealed class ClusterProbe : IAsyncDisposable
         return new ClusterProbe(admin, nodes, nodeLog);
     }
 
-    public int HashSlot(string key) => _admin.HashSlot(key);
+    /// <summary>The key's hash slot, as StackExchange.Redis computes it for a cluster.</summary>
+    public int HashSlot(string key)
+    {
+        var slot = _admin.HashSlot(key);
+        return slot >= 0 ? slot : throw new InvalidOperationException(
+            "The fixture's admin connection does not see a cluster (StackExchange.Redis gives no hash slot): it was opened before the cluster formed and not reopened since.");
+    }
 
     /// <summary>Sends one command to one node.</summary>
     public async Task<RedisResult> ExecuteAsync(string endpoint, string command, params object[] args) =>
@@ -90,6 +96,57 @@ internal sealed class ClusterProbe : IAsyncDisposable
         }
 
         return consistent!;
+    }
+
+    /// <summary>
+    /// Waits until every running node (of <paramref name="among"/>, if given) lists every other one, past the handshake
+    /// (a cluster being formed by hand: CLUSTER REPLICATE needs the replica to know its primary). Returns the node ids
+    /// by endpoint.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, string>> WaitUntilAllKnowEachOtherAsync(string what, TimeSpan timeout, IReadOnlyCollection<string>? among = null)
+    {
+        var lastSeen = "nothing yet";
+        var ids = new Dictionary<string, string>();
+        List<string> running = [];
+        try
+        {
+            await Wait.UntilAsync(async () =>
+            {
+                running = Running().Where(e => among is null || among.Contains(e)).ToList();
+                foreach (var endpoint in running)
+                {
+                    try
+                    {
+                        var view = await NodesAsync(endpoint);
+                        foreach (var other in running)
+                        {
+                            if (view.ByEndpoint(other) is not { IsSuspect: false } entry)
+                            {
+                                lastSeen = $"{endpoint} does not know {other} yet";
+                                return false;
+                            }
+
+                            ids[other] = entry.Id;
+                        }
+                    }
+                    catch (Exception e) when (e is RedisException or RedisTimeoutException or FormatException)
+                    {
+                        lastSeen = $"{endpoint} did not answer CLUSTER NODES: {e.GetType().Name}: {e.Message}";
+                        return false;
+                    }
+                }
+
+                return true;
+            }, what, timeout);
+        }
+        catch (TimeoutException timedOut)
+        {
+            throw new TimeoutException(
+                $"{timedOut.Message}\nExpected: each of {string.Join(", ", running)} lists all of them.\nLast seen: {lastSeen}\n{await DescribeNodesAsync()}",
+                timedOut);
+        }
+
+        return ids;
     }
 
     /// <summary>The first thing that keeps the cluster from being consistent (null if nothing does), and a node's view.</summary>
@@ -371,7 +428,7 @@ internal sealed class ClusterProbe : IAsyncDisposable
         for (var n = 0; ; n++)
         {
             var key = ProbeKeyPrefix + n.ToString(CultureInfo.InvariantCulture);
-            if (_admin.HashSlot(key) == slot)
+            if (HashSlot(key) == slot)
                 return key;
         }
     }
