@@ -70,7 +70,7 @@ internal sealed class ClusterProbe : IAsyncDisposable
     /// Waits until every running node reports <c>cluster_state:ok</c> and all 16384 slots assigned, sees every other
     /// running node without a failure flag, and agrees with the others that <paramref name="primaries"/> running
     /// primaries own all slots and that every other running node replicates one of them; and until every running
-    /// replica reports <c>master_link_status:up</c>. Returns one node's view of that cluster.
+    /// replica reports <c>role:slave</c> and <c>master_link_status:up</c>. Returns one node's view of that cluster.
     /// </summary>
     public async Task<ClusterNodesView> WaitUntilConsistentAsync(int primaries, string what, TimeSpan timeout)
     {
@@ -91,7 +91,7 @@ internal sealed class ClusterProbe : IAsyncDisposable
             throw new TimeoutException(
                 $"{timedOut.Message}\nExpected: every running node ({string.Join(", ", Running())}) reports cluster_state:ok with 16384 " +
                 $"slots assigned, all agree that {primaries} running primaries own every slot and that each other running node " +
-                $"replicates one of them, and each replica reports master_link_status:up.\nLast seen: {lastSeen}\n{await DescribeNodesAsync()}",
+                $"replicates one of them, and each replica reports role:slave and master_link_status:up.\nLast seen: {lastSeen}\n{await DescribeNodesAsync()}",
                 timedOut);
         }
 
@@ -203,6 +203,9 @@ internal sealed class ClusterProbe : IAsyncDisposable
             try
             {
                 var replication = await ReplicationInfoAsync(endpoint);
+                var role = replication.GetValueOrDefault("role", "(none)");
+                if (role != "slave")
+                    return ($"{endpoint}, a replica in CLUSTER NODES, reports role:{role} in INFO replication", null);
                 var link = replication.GetValueOrDefault("master_link_status", "(none)");
                 if (link != "up")
                     return ($"replica {endpoint} reports master_link_status:{link}", null);

@@ -201,11 +201,17 @@ public sealed class GarnetCluster : IClusterFixture
 
     public async ValueTask DisposeAsync()
     {
-        if (_probe is not null)
-            await _probe.DisposeAsync();
-        _probe = null;
-        await StopAllAsync();
-        _directory.Dispose();
+        try
+        {
+            if (_probe is not null)
+                await _probe.DisposeAsync();
+            _probe = null;
+            await StopAllAsync();
+        }
+        finally
+        {
+            _directory.Dispose();
+        }
     }
 
     private async Task FormAsync()

@@ -21,8 +21,9 @@ namespace EmbedCache.ClusterSupport;
 /// <c>masterauth</c>; with a user too, an ACL user with every permission, <c>masteruser</c>, and the default user off.
 /// A node listens on P for clients and P + 10000 for the cluster bus; both are picked free.</para>
 /// <para>Failover is Redis's own: <see cref="KillPrimaryOfAsync"/> sends SIGKILL, and the replica promotes itself once
-/// the other primaries have marked the dead one failing (about the node timeout, plus up to a second of election delay).
-/// That needs a majority of primaries alive, which is why a cluster has at least 3 (redis-cli wants 3 anyway).</para>
+/// the other primaries have marked the dead one failing (the node timeout) and an election delay of 0.5–1 s has passed:
+/// about 4–5 s here with the default 2000 ms. That needs a majority of primaries alive, which is why a cluster has at
+/// least 3 (redis-cli wants 3 anyway).</para>
 /// <para><see cref="PauseNodeAsync"/> is SIGSTOP: a paused primary held past the node timeout is failed over, as in
 /// production, and comes back as a replica after <see cref="ResumeNodeAsync"/>. Nothing is persisted but the cluster
 /// configuration (nodes-P.conf): after <see cref="RestartAllAsync"/> the same cluster comes back, empty.</para>
@@ -171,15 +172,23 @@ public sealed partial class RedisCluster : IClusterFixture
 
     public async ValueTask DisposeAsync()
     {
-        if (_probe is not null)
-            await _probe.DisposeAsync();
-        foreach (var node in _nodes)
+        try
         {
-            node.Process?.Dispose();
-            node.Process = null;
+            if (_probe is not null)
+                await _probe.DisposeAsync();
+            _probe = null;
         }
+        finally
+        {
+            foreach (var node in _nodes)
+            {
+                node.Process?.Dispose();
+                node.Process = null;
+                node.State = NodeState.Stopped;
+            }
 
-        _directory.Dispose();
+            _directory.Dispose();
+        }
     }
 
     private async Task StartNodeAsync(RedisNode node, bool pickNewPortIfTaken)
