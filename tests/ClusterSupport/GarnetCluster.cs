@@ -12,8 +12,9 @@ namespace EmbedCache.ClusterSupport;
 /// <summary>
 /// A cluster of Microsoft Garnet 2.2.8 servers run in this process (the <c>Microsoft.Garnet</c> library's
 /// <see cref="GarnetServer"/>), on loopback ports picked free at start, each with its checkpoint and AOF directory in
-/// the fixture's temp directory. The cluster is formed by hand, as Garnet's docs do it: <c>CLUSTER SET-CONFIG-EPOCH</c>,
-/// <c>CLUSTER ADDSLOTSRANGE</c> on the primaries, <c>CLUSTER MEET</c>, then <c>CLUSTER REPLICATE</c> on the replicas.
+/// the fixture's temp directory. The cluster is formed by hand, as Garnet's own cluster tests do it:
+/// <c>CLUSTER ADDSLOTSRANGE</c> on the primaries, <c>CLUSTER SET-CONFIG-EPOCH</c> on every node, <c>CLUSTER MEET</c> one
+/// node at a time, then <c>CLUSTER REPLICATE</c> on the replicas.
 /// </summary>
 /// <example>
 /// <code>
