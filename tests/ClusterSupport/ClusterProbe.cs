@@ -45,13 +45,11 @@ internal sealed partial class ClusterProbe : IAsyncDisposable
         return new ClusterProbe(admin, nodes, nodeLog);
     }
 
-    /// <summary>The key's hash slot, as StackExchange.Redis computes it for a cluster.</summary>
-    public int HashSlot(string key)
-    {
-        var slot = _admin.HashSlot(key);
-        return slot >= 0 ? slot : throw new InvalidOperationException(
-            "The fixture's admin connection does not see a cluster (StackExchange.Redis gives no hash slot): it was opened before the cluster formed and not reopened since.");
-    }
+    /// <summary>
+    /// The key's hash slot, as a running node computes it (<c>CLUSTER KEYSLOT</c>). Not this connection's own
+    /// computation: StackExchange.Redis gives none when it connected while the nodes had no slots yet, as here.
+    /// </summary>
+    public async Task<int> KeySlotAsync(string key) => (int)await ExecuteAsync(Running()[0], "CLUSTER", "KEYSLOT", key);
 
     /// <summary>Sends one command to one node.</summary>
     public async Task<RedisResult> ExecuteAsync(string endpoint, string command, params object[] args) =>
@@ -87,13 +85,13 @@ internal sealed partial class ClusterProbe : IAsyncDisposable
     /// </summary>
     public async Task WaitUntilSlotServedAsync(string configuration, int slot, TimeSpan timeout)
     {
-        var key = ProbeKey(slot);
         var token = Guid.NewGuid().ToString("N");
         var options = ConfigurationOptions.Parse(configuration);
         options.ConnectTimeout = 2000;
         options.SyncTimeout = 2000;
         options.AsyncTimeout = 2000;
         await using var client = await ConnectionMultiplexer.ConnectAsync(options);
+        var key = ProbeKey(client, slot);
         var db = client.GetDatabase();
         string lastSeen = "nothing yet";
         try
@@ -218,12 +216,14 @@ internal sealed partial class ClusterProbe : IAsyncDisposable
     private List<string> Running() => _nodes().Where(n => n.IsRunning).Select(n => n.Endpoint).ToList();
 
     /// <summary>A key of the fixture's own in <paramref name="slot"/> (no hash tag, so it cannot clash with a test's tagged keys).</summary>
-    private string ProbeKey(int slot)
+    private static string ProbeKey(ConnectionMultiplexer client, int slot)
     {
+        if (client.HashSlot(ProbeKeyPrefix) < 0)
+            throw new InvalidOperationException($"A client that connected to the consistent cluster does not see a cluster (StackExchange.Redis gives no hash slot): {client.GetStatus()}");
         for (var n = 0; ; n++)
         {
             var key = ProbeKeyPrefix + n.ToString(CultureInfo.InvariantCulture);
-            if (HashSlot(key) == slot)
+            if (client.HashSlot(key) == slot)
                 return key;
         }
     }

@@ -104,7 +104,7 @@ public sealed partial class RedisCluster : IClusterFixture
     public async Task<string> KillPrimaryOfAsync(string key)
     {
         var probe = Probe();
-        var slot = probe.HashSlot(key);
+        var slot = await probe.KeySlotAsync(key);
         var (primary, replicas, view) = await probe.OwnerOfAsync(slot);
         if (replicas.Count == 0)
             throw new InvalidOperationException($"Slot {slot} of key '{key}' is served by {primary.Endpoint}, which has no running replica to promote:\n{view.Text}");
