@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Builds the EmbedCache images with no image registry: a Debian 13 base image from a local
-# debootstrap, self-contained publishes of the service and the trainer, and two thin images
-# on top. Idempotent and cached: the base image is built once; the images are rebuilt only when
-# the publish output changed.
+# debootstrap, self-contained publishes of the service and the trainer, two thin images on top,
+# and the Redis Cluster node image of the compose `cluster` profile (Debian's redis-server on the
+# base). Idempotent and cached: the base image is built once; the service and trainer images are
+# rebuilt only when the publish output changed, the Redis image only when its files or the base did.
 #
-#   deploy/build-images.sh            # docker engine and compose (installed, started if missing), base, publish, images
+#   deploy/build-images.sh            # docker engine and compose (installed, started if missing), base, redis, publish, images
 #   deploy/build-images.sh --engine   # only make sure a Docker engine is reachable and a compose tool installed
 #   deploy/build-images.sh --base     # engine and base image only (CI starts this early, in the background)
+#   deploy/build-images.sh --redis    # engine, base and the Redis image only (no .NET publish)
 #
 # Environment: BASE_IMAGE (default embedcache/base:trixie), SERVICE_IMAGE (embedcache/service),
-# TRAINER_IMAGE (embedcache/trainer), DEBIAN_MIRROR (http://deb.debian.org/debian).
+# TRAINER_IMAGE (embedcache/trainer), REDIS_IMAGE (embedcache/redis),
+# DEBIAN_MIRROR (http://deb.debian.org/debian).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -17,6 +20,7 @@ cd "$repo"
 BASE_IMAGE="${BASE_IMAGE:-embedcache/base:trixie}"
 SERVICE_IMAGE="${SERVICE_IMAGE:-embedcache/service}"
 TRAINER_IMAGE="${TRAINER_IMAGE:-embedcache/trainer}"
+REDIS_IMAGE="${REDIS_IMAGE:-embedcache/redis}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 log() { printf '[build-images %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -81,6 +85,24 @@ ensure_base() {
   flock -u 9
 }
 
+# The Redis Cluster node image (deploy/redis.Dockerfile, context deploy/cluster), tagged with a hash of its
+# files and of the base image's id: a second run (or a second engineer) finds it and sends nothing to the
+# engine; apt runs only when the Dockerfile, the scripts or the base changed.
+build_redis() {
+  exec 8>"${TMPDIR:-/tmp}/embedcache-redis-image.lock"
+  flock 8
+  local hash
+  hash="$( (docker image inspect --format '{{.Id}}' "$BASE_IMAGE"; cat deploy/redis.Dockerfile deploy/cluster/*) | sha256sum | cut -c1-16)"
+  if docker image inspect "$REDIS_IMAGE:$hash" >/dev/null 2>&1; then
+    log "$REDIS_IMAGE:$hash is up to date"
+  else
+    log "building $REDIS_IMAGE:$hash (apt-get install redis-server on $BASE_IMAGE)"
+    docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -f deploy/redis.Dockerfile -t "$REDIS_IMAGE:$hash" deploy/cluster >/dev/null
+  fi
+  docker tag "$REDIS_IMAGE:$hash" "$REDIS_IMAGE:latest"
+  flock -u 8
+}
+
 # `dotnet publish` into artifacts/<name>, then the image, tagged with a hash of the publish output
 # so an unchanged publish reuses the image that is already there.
 publish_and_build() {
@@ -104,6 +126,8 @@ ensure_compose
 [ "${1:-}" = "--engine" ] && exit 0
 ensure_base
 [ "${1:-}" = "--base" ] && exit 0
+build_redis
+[ "${1:-}" = "--redis" ] && { log "done: $REDIS_IMAGE:latest"; exit 0; }
 publish_and_build src/CacheService service deploy/service.Dockerfile "$SERVICE_IMAGE"
 publish_and_build src/Trainer trainer deploy/trainer.Dockerfile "$TRAINER_IMAGE"
-log "done: $SERVICE_IMAGE:latest, $TRAINER_IMAGE:latest"
+log "done: $SERVICE_IMAGE:latest, $TRAINER_IMAGE:latest, $REDIS_IMAGE:latest"
