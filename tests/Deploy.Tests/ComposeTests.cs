@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using EmbedCache.TestSupport;
 using Until = EmbedCache.TestSupport.Wait;
 
@@ -18,20 +17,16 @@ public sealed class ComposeTests(DeployImages images)
     public async Task ComposeUp_WithTheToolBuildImagesInstalled_StartsTheServiceHealthy()
     {
         Assert.NotNull(images);
-        (string File, string[] Args) compose = ProgramRun.FindOnPath("docker-compose") is { } v1 ? (v1, [])
-            : (await ProgramRun.RunAsync("docker", ["compose", "version"])).ExitCode == 0 ? ("docker", ["compose"])
-            : throw new Xunit.Sdk.XunitException("deploy/build-images.sh left no compose tool: neither docker-compose nor `docker compose`");
-        var project = "embedcache-test-" + Guid.NewGuid().ToString("N")[..8];
-        var (grpcPort, httpPort) = (FreePort(), FreePort());
-        var environment = new Dictionary<string, string>
+        var (grpcPort, httpPort) = (Compose.FreePort(), Compose.FreePort());
+        var compose = await Compose.CreateAsync(new Dictionary<string, string>
         {
             ["EMBEDCACHE_GRPC_PORT"] = grpcPort.ToString(CultureInfo.InvariantCulture),
             ["EMBEDCACHE_HTTP_PORT"] = httpPort.ToString(CultureInfo.InvariantCulture),
-        };
+        });
 
         try
         {
-            var up = await ProgramRun.RunAsync(compose.File, [.. compose.Args, "-p", project, "up", "-d", "embedcache"], RepoPaths.Root, environment);
+            var up = await compose.RunAsync(["up", "-d", "embedcache"]);
             Assert.True(up.ExitCode == 0, up.ToString());
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{httpPort}") };
             await Until.UntilAsync(async () =>
@@ -48,14 +43,7 @@ public sealed class ComposeTests(DeployImages images)
         }
         finally
         {
-            await ProgramRun.RunAsync(compose.File, [.. compose.Args, "-p", project, "down", "-v"], RepoPaths.Root, environment);
+            await compose.RunAsync(["down", "-v"]);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
