@@ -67,9 +67,15 @@ public sealed class ClusterComposeTests(DeployImages images)
             Assert.True(fromA.Rows.SequenceEqual(fromB.Rows), "node B streamed other embedding bytes than node A");
             Assert.Equal(0, fromB.Encoded);
 
-            var stats = (await b.GetStatsAsync()).Namespaces.Single(n => n.Encoder == Encoder);
+            // A wrote everything behind to the cluster; B encoded nothing, and its rows came from the cluster.
+            var statsA = await a.GetStatsAsync();
+            Assert.True(statsA.Remote is { Enabled: true, Connected: true, Dropped: 0 } && statsA.Remote.Written > 0, $"node A's remote tier: {statsA.Remote}");
+            var statsB = await b.GetStatsAsync();
+            var stats = statsB.Namespaces.Single(n => n.Encoder == Encoder);
             Assert.True(stats.Encoded == 0, $"node B encoded {stats.Encoded} items of {Encoder}: {stats}");
             Assert.True(stats.Hits > 0, $"node B counted no hits for {Encoder}: {stats}");
+            Assert.True(stats.RemoteHits > 0 && stats.RemoteCorrupt == 0, $"node B's rows of {Encoder} did not come from the cluster: {stats}");
+            Assert.True(statsB.Remote is { Connected: true, Corrupt: 0 }, $"node B's remote tier: {statsB.Remote}");
 
             // A second `up` finds the cluster formed: the init service creates nothing and exits 0 again.
             var second = await compose.RunAsync(up, TimeSpan.FromMinutes(5));
