@@ -110,7 +110,9 @@ public sealed class SplitManifests(SessionPool sessions, RemoteCluster? remote =
         var fingerprints = encoders.ToArray();
         Change(dataset, split, m =>
         {
-            var manifest = m ?? throw new InvalidOperationException($"split {dataset}/{split} was never recorded");
+            // A node that finishes another node's distributed prewarm has the split only on the cluster.
+            var manifest = m ?? (remote is null ? null : FromCluster(dataset, split))
+                ?? throw new InvalidOperationException($"split {dataset}/{split} was never recorded");
             return manifest with { CompleteFor = manifest.CompleteFor.Union(fingerprints).ToFrozenSet(), LabelsComplete = true };
         });
         if (remote is null || !share)

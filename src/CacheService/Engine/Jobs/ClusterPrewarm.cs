@@ -221,21 +221,29 @@ internal sealed partial class ClusterPrewarm : IAsyncDisposable
             {
                 foreach (var id in await _store.JobIdsAsync())
                 {
-                    if (await _store.GetAsync(id) is { State: "running" } record && Runnable(record) is { } spec)
+                    if (await _store.GetAsync(id) is not { State: "running" } record || Runnable(record) is not { } spec)
+                        continue;
+                    // Every shard is done but the job is not complete: the node that finished the last one died
+                    // before it could say so (or failed to). Completing is idempotent; any node does it.
+                    if (record.Done.Count == record.Field("shardCount"))
                     {
-                        took = await TryRunShardAsync(record, spec);
-                        if (took)
-                            break;
+                        await CompleteAsync(id, spec, record.Done.Count);
+                        continue;
                     }
+
+                    took = await TryRunShardAsync(record, spec);
+                    if (took)
+                        break;
                 }
-            }
-            catch (Exception e) when (RemoteCluster.IsClusterFault(e))
-            {
-                Fault(e);
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
             {
                 return;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A cluster fault, or a job this node cannot complete now: logged once per distinct reason, tried again.
+                Fault(e);
             }
 
             if (took)
@@ -361,7 +369,10 @@ internal sealed partial class ClusterPrewarm : IAsyncDisposable
         var dataset = _engine.Datasets.Resolve(spec.Dataset);
         var fingerprints = spec.Encoders.Select(n => _engine.GetEncoder(n).Fingerprint).ToArray();
         foreach (var split in spec.Splits)
-            _engine.Splits.MarkComplete(dataset.Name, split, fingerprints, share: true);
+        {
+            if (!_engine.Splits.MarkComplete(dataset.Name, split, fingerprints, share: true))
+                throw new RemoteUnavailableException($"the cluster did not take split {dataset.Name}/{split}'s manifest");
+        }
         var record = await _store.GetAsync(id, shards);
         var created = record?.Field("created") ?? 0;
         var seconds = created > 0 ? (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - created) / 1000.0 : 0;
@@ -435,6 +446,9 @@ internal sealed partial class ClusterPrewarm : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Information, Message = "Cluster prewarm: job {JobId} completed: {Shards} shards on {Nodes} node(s)")]
     private static partial void JobCompleted(ILogger logger, string jobId, int shards, int nodes);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster prewarm: the cluster did not answer ({Reason}); shards wait until it does")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster prewarm: {Reason}; tried again shortly")]
     private static partial void ClusterFault(ILogger logger, string reason);
 }
+
+/// <summary>The cluster did not take a write the job needs (retried on the worker's next round).</summary>
+internal sealed class RemoteUnavailableException(string message) : EngineException(ErrorKind.Unavailable, message);

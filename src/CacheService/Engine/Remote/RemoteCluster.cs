@@ -268,6 +268,31 @@ public sealed partial class RemoteCluster : IDisposable
         }
     }
 
+    /// <summary>
+    /// Deletes <paramref name="keys"/> (values that failed their checksum, so no node reads them again; the next
+    /// write of each puts a good one back). Best effort: false when the cluster did not answer.
+    /// </summary>
+    public bool TryDelete(IReadOnlyList<byte[]> keys)
+    {
+        if (keys.Count == 0)
+            return true;
+        if (!Breaker.Allow())
+            return false;
+        try
+        {
+            var tasks = keys.Select(k => _db.KeyDeleteAsync(k)).ToArray();
+            if (!Await(Task.WhenAll(tasks)))
+                return false;
+            Breaker.Success();
+            return true;
+        }
+        catch (Exception e) when (IsClusterFault(e))
+        {
+            Failed(e);
+            return false;
+        }
+    }
+
     /// <summary>All fields of a hash (a manifest); null when the cluster did not answer (empty: no such hash).</summary>
     public Dictionary<string, string>? TryHashGetAll(string key)
     {

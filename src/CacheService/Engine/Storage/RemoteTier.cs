@@ -7,8 +7,8 @@ namespace EmbedCache.Engine.Storage;
 /// The shared cluster as a namespace's bottom tier, under its FASTER store: rows the local tiers miss are read from
 /// the cluster in one batch (grouped by hash slot, pipelined), and those it has fill the local tiers on their way up.
 /// Writes go behind (queued, never waited for). Values on the cluster are <c>checksum ‖ row</c> with the same checksum,
-/// bound to the stored key, as FASTER's; a value that fails it (or has another length) is counted, logged and treated
-/// as a miss, never served. A cluster that does not answer in time is a miss too: the caller encodes, or reports
+/// bound to the stored key, as FASTER's; a value that fails it (or has another length) is counted, logged, deleted from
+/// the cluster and treated as a miss, never served. A cluster that does not answer in time is a miss too: the caller encodes, or reports
 /// "not cached", exactly as without a remote tier.
 /// </summary>
 internal sealed class RemoteTier(RemoteCluster remote, ILogger logger) : IEmbeddingTier
@@ -27,6 +27,7 @@ internal sealed class RemoteTier(RemoteCluster remote, ILogger logger) : IEmbedd
         var rowBytes = state.RowBytes;
         var seeds = batch.Seeds;
         int found = 0, corrupt = 0, firstCorrupt = -1;
+        List<byte[]>? bad = null;
         for (var j = 0; j < n; j++)
         {
             if (values[j] is not { } value)
@@ -36,6 +37,7 @@ internal sealed class RemoteTier(RemoteCluster remote, ILogger logger) : IEmbedd
             {
                 if (corrupt++ == 0)
                     firstCorrupt = i;
+                (bad ??= []).Add(keys[j]);
                 continue;
             }
 
@@ -51,6 +53,8 @@ internal sealed class RemoteTier(RemoteCluster remote, ILogger logger) : IEmbedd
             Cluster.ReportCorrupt(corrupt);
             Interlocked.Add(ref state.RemoteCorruptRows, corrupt);
             RemoteLog.Corrupt(logger, corrupt, $"namespace {state.Spec.Encoder} ({state.Spec.Fingerprint})", batch.Keys.Describe(firstCorrupt));
+            // Taken off the cluster, so no node reads them again; the caller's re-encode writes good ones back.
+            Cluster.TryDelete(bad!);
         }
 
         return new TierRead(found);

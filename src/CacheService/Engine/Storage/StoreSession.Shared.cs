@@ -62,6 +62,7 @@ public sealed partial class StoreSession
         var filled = new List<int>(missing.Count);
         var filledValues = new List<byte[]>(missing.Count);
         int corrupt = 0, firstCorrupt = -1;
+        var bad = new List<byte[]>();
         for (var j = 0; j < missing.Count; j++)
         {
             if (payloads[j] is not { } payload)
@@ -71,6 +72,7 @@ public sealed partial class StoreSession
             {
                 if (corrupt++ == 0)
                     firstCorrupt = i;
+                bad.Add(remoteKeys[j]);
                 continue;
             }
 
@@ -88,6 +90,7 @@ public sealed partial class StoreSession
         {
             remote.ReportCorrupt(corrupt);
             RemoteLog.Corrupt(_store.Logger, corrupt, what, $"entry {firstCorrupt}");
+            remote.TryDelete(bad);
         }
 
         if (filled.Count == 0)

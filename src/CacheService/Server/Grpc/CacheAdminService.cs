@@ -29,7 +29,8 @@ internal sealed class CacheAdminService(CacheEngine engine, JobManager jobs, Dat
         await responseStream.WriteAsync(ContractMapping.ToContract(job.Snapshot()), token);
         if (!request.Follow)
             return;
-        while (!job.IsFinished)
+        // Until the job ends, or stops with the service (it is then queued to resume on restart: its run is over here).
+        while (!job.IsFinished && !job.Completion.IsCompleted)
         {
             // At most one message per interval while running, but the last one as soon as the job ends.
             var change = job.WaitForChangeAsync(token);
