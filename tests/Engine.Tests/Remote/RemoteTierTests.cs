@@ -203,4 +203,35 @@ public sealed class RemoteTierTests(SharedClusters clusters) : IClassFixture<Sha
         Assert.Equal(100, otherSession.Get(nsOther, keys, all, new byte[MaskBytes(100)]));
         Assert.Equal(rows, all);
     }
+
+    [Fact]
+    public async Task ACredentialedCluster_IsReadAndWritten_WithTheConfiguredUser()
+    {
+        await using var cluster = await RedisCluster.StartAsync(primaries: 3, replicasPerPrimary: 0, user: "embedcache", password: "remote-tier-secret");
+        var remote = RemoteFor(cluster, NewPrefix());
+        remote.User = "embedcache";
+        remote.Password = "remote-tier-secret";
+        using var a = EmbeddingStore.Open(WithRemote(Options(null), remote));
+        using var b = EmbeddingStore.Open(WithRemote(Options(null), remote));
+        var nsA = a.Register(Spec("enc", Tier.Cpu, dim: 16));
+        var nsB = b.Register(Spec("enc", Tier.Cpu, dim: 16));
+        var keys = ItemKeyBatch.Positional("ds", "train", Range(0, 50));
+        var rows = Rows(nsA.RowBytes, 0, 50);
+        using (var session = a.NewSession())
+            session.Put(nsA, keys, rows);
+        Assert.True(await a.Remote!.FlushAsync(TimeSpan.FromSeconds(60), CancellationToken.None));
+        var read = new byte[rows.Length];
+        using (var session = b.NewSession())
+            Assert.Equal(50, session.Get(nsB, keys, read, new byte[MaskBytes(50)]));
+        Assert.Equal(rows, read);
+
+        // The wrong password: every call fails, and the breaker keeps the store serving locally.
+        remote.Password = "not-the-password";
+        remote.ConnectTimeoutMs = 1000;
+        using var wrong = EmbeddingStore.Open(WithRemote(Options(null), remote));
+        var nsW = wrong.Register(Spec("enc", Tier.Cpu, dim: 16));
+        using (var session = wrong.NewSession())
+            Assert.Equal(0, session.Get(nsW, keys, read, new byte[MaskBytes(50)]));
+        Assert.Equal(0, nsW.RemoteHits);
+    }
 }

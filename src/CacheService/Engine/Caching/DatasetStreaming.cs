@@ -249,7 +249,7 @@ public sealed partial class CacheEngine
         using var lease = Sessions.Rent();
         var session = lease.Session;
         var keys = KeysFor(session, manifest, indices);
-        var results = ReadRows(session, request.Rows is null ? null : Sessions, encoders, keys, request, cancellationToken);
+        var results = ReadRows(session, request.Rows is null ? null : Sessions, encoders, keys, request, Store.Remote is not null, cancellationToken);
         long[]? groups = null;
         if (request.IncludeLabels && manifest.Labels == DatasetLabelKind.Group)
         {
@@ -288,7 +288,7 @@ public sealed partial class CacheEngine
 
         var indices = items.ToArray();
         var keys = KeysFor(session, manifest, indices);
-        var results = ReadRows(session, request.Rows is null ? null : Sessions, encoders, keys, request, cancellationToken);
+        var results = ReadRows(session, request.Rows is null ? null : Sessions, encoders, keys, request, Store.Remote is not null, cancellationToken);
         return new StreamBatch(offset, total, indices, results) { Pairs = request.IncludeLabels ? pairs : null };
     }
 
@@ -303,6 +303,9 @@ public sealed partial class CacheEngine
         return keys;
     }
 
+    /// <summary>Extra reads of a streamed batch that misses rows, with a remote tier.</summary>
+    private const int RemoteRereads = 2;
+
     /// <summary>Batches at least this large are read by two threads when the rows go to a ring (see <see cref="ReadRows"/>).</summary>
     private const int ParallelReadMin = 512;
 
@@ -311,7 +314,7 @@ public sealed partial class CacheEngine
     /// is left to overlap with the store's reads: no wire to write) a large batch is read in two halves at once, the
     /// second on another session.
     /// </summary>
-    private static EncoderRows[] ReadRows(StoreSession session, SessionPool? helpers, EncoderEntry[] encoders, ItemKeyBatch keys, StreamRequest request, CancellationToken cancellationToken)
+    private static EncoderRows[] ReadRows(StoreSession session, SessionPool? helpers, EncoderEntry[] encoders, ItemKeyBatch keys, StreamRequest request, bool remote, CancellationToken cancellationToken)
     {
         var parallel = helpers is not null && keys.Count >= ParallelReadMin && Environment.ProcessorCount > 1;
         var half = keys.Count / 2;
@@ -355,6 +358,14 @@ public sealed partial class CacheEngine
                 }
                 else
                 {
+                    found = session.Get(encoder.Namespace, keys, results[e].Writable, mask, cancellationToken);
+                }
+
+                // Rows a node streams from the shared cluster are missing when a remote read timed out (a busy host or
+                // a failover): read the batch again, up to twice; the rows found meanwhile are local by now.
+                for (var attempt = 0; remote && found != n && attempt < RemoteRereads; attempt++)
+                {
+                    Array.Clear(mask);
                     found = session.Get(encoder.Namespace, keys, results[e].Writable, mask, cancellationToken);
                 }
 
