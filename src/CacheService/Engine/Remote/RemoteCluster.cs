@@ -150,70 +150,39 @@ public sealed partial class RemoteCluster : IDisposable
     /// </summary>
     public bool TryGetMany(IReadOnlyList<byte[]> keys, byte[]?[] values)
     {
-        var n = keys.Count;
-        if (n == 0)
+        if (keys.Count == 0)
             return true;
-        if (!Breaker.Allow())
+        var (order, runs) = GroupBySlot(keys);
+        if (!TryCall(db => Task.WhenAll(runs.Select(run =>
+            {
+                var group = new RedisKey[run.Count];
+                for (var j = 0; j < run.Count; j++)
+                    group[j] = keys[order[run.Start + j]];
+                return db.StringGetAsync(group);
+            })), out var got))
+        {
             return false;
+        }
+
         Interlocked.Increment(ref _readBatches);
-        try
+        for (var r = 0; r < runs.Count; r++)
         {
-            var (order, runs) = GroupBySlot(keys);
-            var tasks = new Task<RedisValue[]>[runs.Count];
-            for (var r = 0; r < runs.Count; r++)
-            {
-                var (start, count) = runs[r];
-                var group = new RedisKey[count];
-                for (var j = 0; j < count; j++)
-                    group[j] = keys[order[start + j]];
-                tasks[r] = _db.StringGetAsync(group);
-            }
-
-            if (!Await(Task.WhenAll(tasks)))
-                return false;
-            for (var r = 0; r < runs.Count; r++)
-            {
-                var (start, _) = runs[r];
-                var got = tasks[r].Result;
-                for (var j = 0; j < got.Length; j++)
-                    values[order[start + j]] = got[j].IsNull ? null : (byte[]?)got[j];
-            }
-
-            Breaker.Success();
-            return true;
+            for (var j = 0; j < got[r].Length; j++)
+                values[order[runs[r].Start + j]] = got[r][j].IsNull ? null : (byte[]?)got[r][j];
         }
-        catch (Exception e) when (IsClusterFault(e))
-        {
-            Failed(e);
-            return false;
-        }
+
+        return true;
     }
 
     /// <summary>Which of <paramref name="keys"/> exist (pipelined EXISTS); false as <see cref="TryGetMany"/>.</summary>
     public bool TryExistsMany(IReadOnlyList<byte[]> keys, bool[] exists)
     {
-        var n = keys.Count;
-        if (n == 0)
+        if (keys.Count == 0)
             return true;
-        if (!Breaker.Allow())
+        if (!TryCall(db => Task.WhenAll(keys.Select(k => db.KeyExistsAsync(k))), out var found))
             return false;
-        try
-        {
-            var tasks = new Task<bool>[n];
-            for (var i = 0; i < n; i++)
-                tasks[i] = _db.KeyExistsAsync(keys[i]);
-            if (!Await(Task.WhenAll(tasks)))
-                return false;
-            for (var i = 0; i < n; i++)
-                exists[i] = tasks[i].Result;
-            Breaker.Success();
-            return true;
-        }
-        catch (Exception e) when (IsClusterFault(e))
-        {
-            Failed(e);
-            return false;
-        }
+        found.CopyTo(exists, 0);
+        return true;
     }
 
     /// <summary>
@@ -255,8 +224,8 @@ public sealed partial class RemoteCluster : IDisposable
             while (true)
             {
                 var changed = Volatile.Read(ref _written).Task;
-                // Written counts queued writes that went out, and dropped ones that were never queued are not in
-                // _enqueued: so once written (plus what a failed dispose abandoned) reaches the target, ours are out.
+                // Dropped writes never enter the count of queued ones: once as many have gone out as were queued
+                // before this call, ours are out (the queue is first in, first out).
                 if (Interlocked.Read(ref _writtenCount) >= target)
                     return true;
                 await changed.WaitAsync(deadline.Token).ConfigureAwait(false);
@@ -272,58 +241,39 @@ public sealed partial class RemoteCluster : IDisposable
     /// Deletes <paramref name="keys"/> (values that failed their checksum, so no node reads them again; the next
     /// write of each puts a good one back). Best effort: false when the cluster did not answer.
     /// </summary>
-    public bool TryDelete(IReadOnlyList<byte[]> keys)
-    {
-        if (keys.Count == 0)
-            return true;
-        if (!Breaker.Allow())
-            return false;
-        try
-        {
-            var tasks = keys.Select(k => _db.KeyDeleteAsync(k)).ToArray();
-            if (!Await(Task.WhenAll(tasks)))
-                return false;
-            Breaker.Success();
-            return true;
-        }
-        catch (Exception e) when (IsClusterFault(e))
-        {
-            Failed(e);
-            return false;
-        }
-    }
+    public bool TryDelete(IReadOnlyList<byte[]> keys) =>
+        keys.Count == 0 || TryCall(db => Task.WhenAll(keys.Select(k => db.KeyDeleteAsync(k))), out _);
 
     /// <summary>All fields of a hash (a manifest); null when the cluster did not answer (empty: no such hash).</summary>
-    public Dictionary<string, string>? TryHashGetAll(string key)
-    {
-        if (!Breaker.Allow())
-            return null;
-        try
-        {
-            var task = _db.HashGetAllAsync(key);
-            if (!Await(task))
-                return null;
-            Breaker.Success();
-            return task.Result.ToDictionary(e => (string)e.Name!, e => (string)e.Value!, StringComparer.Ordinal);
-        }
-        catch (Exception e) when (IsClusterFault(e))
-        {
-            Failed(e);
-            return null;
-        }
-    }
+    public Dictionary<string, string>? TryHashGetAll(string key) =>
+        TryCall(db => db.HashGetAllAsync(key), out var entries)
+            ? entries.ToDictionary(e => (string)e.Name!, e => (string)e.Value!, StringComparer.Ordinal)
+            : null;
 
     /// <summary>Sets fields of a hash (a manifest); false when the cluster did not take them.</summary>
-    public bool TryHashSet(string key, IReadOnlyDictionary<string, string> fields)
+    public bool TryHashSet(string key, IReadOnlyDictionary<string, string> fields) =>
+        TryCall(async db =>
+        {
+            await db.HashSetAsync(key, fields.Select(f => new HashEntry(f.Key, f.Value)).ToArray()).ConfigureAwait(false);
+            return true;
+        }, out _);
+
+    /// <summary>
+    /// One call on the cluster, through the breaker and within the operation timeout. False (and counted) when the
+    /// breaker skips it, it times out or it fails.
+    /// </summary>
+    private bool TryCall<T>(Func<IDatabase, Task<T>> call, out T result)
     {
+        result = default!;
         if (!Breaker.Allow())
             return false;
         try
         {
-            var task = _db.HashSetAsync(key, fields.Select(f => new HashEntry(f.Key, f.Value)).ToArray());
+            var task = call(_db);
             if (!Await(task))
                 return false;
             Breaker.Success();
+            result = task.Result;
             return true;
         }
         catch (Exception e) when (IsClusterFault(e))
