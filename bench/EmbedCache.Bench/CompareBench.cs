@@ -24,13 +24,19 @@ public sealed class CompareBench : IBench
 {
     public string Name => "compare";
 
-    public string Description => "EmbedCache vs Redis, bare gRPC, loopback TCP, no cache; latency, prewarm, memory, restart [--quick] [--repo DIR] [--redis-server PATH]";
+    public string Description => "EmbedCache vs Redis, bare gRPC, loopback TCP, no cache; latency, prewarm, memory, restart, remote tier [--quick] [--repo DIR] [--redis-server PATH] [--only remote]";
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
         var quick = args.Contains("--quick");
         var repo = Option(args, "--repo") ?? FindRepo();
         var redisServer = Option(args, "--redis-server") ?? "redis-server";
+        var only = Option(args, "--only");
+        if (only is not null && only != "remote")
+        {
+            Console.Error.WriteLine($"--only {only}: the scenario that runs alone is 'remote' (the remote tier on a Redis Cluster)");
+            return 2;
+        }
         var s = Settings.For(quick);
         var root = Path.Combine(Path.GetTempPath(), "embedcache-bench-" + Guid.NewGuid().ToString("N")[..8]);
         var total = Stopwatch.StartNew();
@@ -38,7 +44,9 @@ public sealed class CompareBench : IBench
         try
         {
             Directory.CreateDirectory(root);
-            return await RunCoreAsync(s, repo, redisServer, root, loadStart, total, cancellationToken);
+            return only is null
+                ? await RunCoreAsync(s, repo, redisServer, root, loadStart, total, cancellationToken)
+                : await RunRemoteOnlyAsync(s, repo, redisServer, root, loadStart, total, cancellationToken);
         }
         finally
         {
@@ -117,11 +125,28 @@ public sealed class CompareBench : IBench
         // Memory per stored embedding and restart to serving, at BigItems.
         await MemoryRestartScenario.RunAsync(report, serviceDll, root, dataRoot, s.BigItems, token);
 
+        // Scale-out: nodes sharing a Redis Cluster (the remote tier), with the standalone redis-server as a baseline.
+        await RemoteTierScenario.RunAsync(report, serviceDll, repo, root, redis, s, token);
+
         transport.Process.CloseInput();
         await redis.Process.StopAsync(TimeSpan.FromSeconds(10));
         await transport.Process.StopAsync(TimeSpan.FromSeconds(10));
 
         report.Print(s, loadStart, total);
+        return 0;
+    }
+
+    /// <summary><c>--only remote</c>: the remote-tier scenario alone, with a standalone redis-server of its own.</summary>
+    private static async Task<int> RunRemoteOnlyAsync(Settings s, string repo, string redisServer, string root, string loadStart, Stopwatch total, CancellationToken token)
+    {
+        var serviceDll = ServiceDll(repo);
+        if (!File.Exists(serviceDll))
+            throw new FileNotFoundException($"{serviceDll} not found: build src/CacheService in Release first");
+        var report = new CompareReport();
+        using var redis = await StartRedisAsync(redisServer, root, token);
+        await RemoteTierScenario.RunAsync(report, serviceDll, repo, root, redis, s, token);
+        await redis.Process.StopAsync(TimeSpan.FromSeconds(10));
+        report.PrintRemoteOnly(s, loadStart, total);
         return 0;
     }
 }

@@ -28,6 +28,20 @@ internal sealed class CompareReport
 
     public string PretrainedHeadline { get; set; } = "prewarm all-minilm-l6-v2: n/a";
 
+    public string RemoteHeadline { get; set; } = "remote tier: n/a";
+
+    /// <summary>The remote-tier section's first line: what ran where.</summary>
+    public string RemoteIntro { get; set; } = "Remote tier: n/a";
+
+    /// <summary>Rows of the remote-tier section's table of measurements (serving vs re-encoding, distributed prewarm).</summary>
+    public List<string> RemoteExtra { get; } = [];
+
+    /// <summary>The remote-tier section's table of rates (rows/s, MB/s).</summary>
+    public List<Row> RemoteRows { get; } = [];
+
+    /// <summary>Lines under the remote-tier section's tables.</summary>
+    public List<string> RemoteNotes { get; } = [];
+
     public void Print(Settings s, string loadStart, Stopwatch total)
     {
         var o = Console.Out;
@@ -35,6 +49,7 @@ internal sealed class CompareReport
         o.WriteLine(Headline[1]);
         o.WriteLine(PretrainedHeadline);
         o.WriteLine(SharedHeadline);
+        o.WriteLine(RemoteHeadline);
         o.WriteLine();
         o.WriteLine(FormattableString.Invariant(
             $"`bench/run.sh{(s.Quick ? " --quick" : "")}` — {MachineInfo.Describe()}, {DateTime.UtcNow:HH:mm} UTC; load average {loadStart} at start, {MachineInfo.LoadAverage()} at end; {total.Elapsed.TotalMinutes:0.0} min. {Headline[2]}."));
@@ -57,5 +72,39 @@ internal sealed class CompareReport
         foreach (var e in Extra)
             o.WriteLine(e);
         o.WriteLine();
+        PrintRemote(o);
+    }
+
+    /// <summary>What <c>compare --only remote</c> prints: the remote tier's headline, the run's line and its section.</summary>
+    public void PrintRemoteOnly(Settings s, string loadStart, Stopwatch total)
+    {
+        var o = Console.Out;
+        o.WriteLine(RemoteHeadline);
+        o.WriteLine();
+        o.WriteLine(FormattableString.Invariant(
+            $"`EmbedCache.Bench compare --only remote{(s.Quick ? " --quick" : "")}` — {MachineInfo.Describe()}, {DateTime.UtcNow:HH:mm} UTC; load average {loadStart} at start, {MachineInfo.LoadAverage()} at end; {total.Elapsed.TotalMinutes:0.0} min."));
+        o.WriteLine();
+        PrintRemote(o);
+    }
+
+    private void PrintRemote(TextWriter o)
+    {
+        o.WriteLine(RemoteIntro);
+        o.WriteLine();
+        o.WriteLine("| measurement | result | baseline | ratio |");
+        o.WriteLine("|---|---|---|---|");
+        foreach (var e in RemoteExtra)
+            o.WriteLine(e);
+        o.WriteLine();
+        o.WriteLine("| path | batch | rows/s | MB/s | note |");
+        o.WriteLine("|---|---:|---:|---:|---|");
+        foreach (var r in RemoteRows)
+            o.WriteLine(FormattableString.Invariant($"| {r.Path} | {r.Batch} | {r.EmbPerSec:N0} | {r.MBps:N0} | {r.Note} |"));
+        o.WriteLine();
+        foreach (var n in RemoteNotes)
+        {
+            o.WriteLine(n);
+            o.WriteLine();
+        }
     }
 }
