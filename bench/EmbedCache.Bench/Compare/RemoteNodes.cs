@@ -147,41 +147,6 @@ internal sealed class RemoteNode : IAsyncDisposable
     public async Task<string> FingerprintAsync(string encoder, CancellationToken token) =>
         (await Client.ListEncodersAsync(token)).Single(e => e.Name == encoder).Fingerprint;
 
-    /// <summary>
-    /// Waits until this node knows <paramref name="split"/>'s size from the cluster's manifest (a lookup just past its
-    /// end is then OUT_OF_RANGE), while <paramref name="job"/> runs.
-    /// </summary>
-    /// <remarks>
-    /// A workaround, not part of what is measured: a node that finishes a distributed job's last shard marks the split
-    /// complete in its own manifests, and a node other than the one that started the job has no manifest of the split
-    /// unless something on it looked the split up. Then that step throws ("split … was never recorded"), the job is
-    /// reported as waiting for the cluster and never completes. A keys-only lookup of the split (what a trainer on this
-    /// node would send) makes the node fetch the manifest from the cluster first; it is checked at most once a second,
-    /// so this polls. Remove it once the product records the split on every node that runs shards.
-    /// </remarks>
-    public async Task LearnSplitAsync(string dataset, string split, int items, Task job, CancellationToken token)
-    {
-        var request = new LookupRequest { Keys = new KeyBatch { Positional = new PositionalKeys { Dataset = dataset, Split = split, Indices = { (ulong)items } } } };
-        request.Encoders.Add(Engine.Encoders.EncoderRegistry.AllMiniLmL6V2);
-        var clock = Stopwatch.StartNew();
-        while (!job.IsCompleted)
-        {
-            try
-            {
-                await Client.LookupAsync(request, token);
-            }
-            catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.OutOfRange)
-            {
-                Log($"node {Name} knows {dataset}/{split} from the cluster after {clock.Elapsed.TotalSeconds:0.0} s");
-                return;
-            }
-
-            if (clock.Elapsed > TimeSpan.FromSeconds(30))
-                throw new TimeoutException($"node {Name} did not learn {dataset}/{split}'s size from the cluster within 30 s");
-            await Task.Delay(100, token);
-        }
-    }
-
     private string Logs(RemoteNode[] peers) =>
         string.Concat(new[] { this }.Concat(peers).Select(n => $"{Environment.NewLine}--- node {n.Name}'s last output lines:{Environment.NewLine}{n.Service.Process.Output}"));
 
