@@ -178,35 +178,24 @@ public sealed partial class JobManager : IAsyncDisposable
 
         try
         {
-            job.Start();
-            Persist(job);
-            // The job record must survive a crash so the job resumes: a checkpoint makes it durable before the first
-            // item is read, so a job that has processed anything is one the next start resumes. (Beside the first
-            // batches, a checkpoint slowed by load could still be running when the service was killed, and the job
-            // was gone after the restart.)
-            await job.TimeAsync(JobStage.Checkpoint, () => _engine.Store.CheckpointAsync(job.Token));
-            await new FillPipeline(_engine, job, _options).RunAsync();
+            await RunToEndAsync(job, "stopped with the service; resumes on restart", async () =>
+            {
+                job.Start();
+                Persist(job);
+                // The job record must survive a crash so the job resumes: a checkpoint makes it durable before the first
+                // item is read, so a job that has processed anything is one the next start resumes. (Beside the first
+                // batches, a checkpoint slowed by load could still be running when the service was killed, and the job
+                // was gone after the restart.)
+                await job.TimeAsync(JobStage.Checkpoint, () => _engine.Store.CheckpointAsync(job.Token));
+                await new FillPipeline(_engine, job, _options).RunAsync();
 
-            job.StopClock();
-            var timing = job.Timing();
-            Finish(job, JobState.Completed, "completed in " + timing
-                + (job.NotSharedReason is { } why ? $"; not marked complete on the cluster ({why}): prewarm again once it is back" : ""));
-            var done = job.Snapshot();
-            Completed(_logger, job.Id, done.Encoded, done.Skipped, timing);
-        }
-        catch (OperationCanceledException) when (job.CancelRequested)
-        {
-            Finish(job, JobState.Cancelled, "cancelled");
-        }
-        catch (OperationCanceledException)
-        {
-            // Service stopping: leave the record Running so the next start resumes it.
-            job.SetState(JobState.Queued, "stopped with the service; resumes on restart");
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            Failed(_logger, job.Id, e.Message);
-            Finish(job, JobState.Failed, e.Message);
+                job.StopClock();
+                var timing = job.Timing();
+                Finish(job, JobState.Completed, "completed in " + timing
+                    + (job.NotSharedReason is { } why ? $"; not marked complete on the cluster ({why}): prewarm again once it is back" : ""));
+                var done = job.Snapshot();
+                Completed(_logger, job.Id, done.Encoded, done.Skipped, timing);
+            });
         }
         finally
         {
@@ -219,9 +208,8 @@ public sealed partial class JobManager : IAsyncDisposable
     /// shards), then followed until it ends there. It holds no slot of <see cref="JobOptions.MaxConcurrentJobs"/>: the
     /// shards run in the nodes' workers.
     /// </summary>
-    private async Task FollowClusterJobAsync(PrewarmJob job)
-    {
-        try
+    private Task FollowClusterJobAsync(PrewarmJob job) =>
+        RunToEndAsync(job, "stopped with the service; the cluster's nodes go on, and this node follows the job again on restart", async () =>
         {
             if (_cluster is null)
                 throw new InvalidOperationException("a distributed job was resumed on a node without a remote tier: set Store:Remote:Endpoints");
@@ -231,6 +219,17 @@ public sealed partial class JobManager : IAsyncDisposable
             var (state, message) = await _cluster.FollowAsync(job);
             job.StopClock();
             Finish(job, state, message);
+        });
+
+    /// <summary>
+    /// Runs a job's work, which finishes the job itself when it succeeds, and records how it ended otherwise: cancelled,
+    /// stopped with the service (left queued, with <paramref name="stopped"/>, so the next start resumes it), or failed.
+    /// </summary>
+    private async Task RunToEndAsync(PrewarmJob job, string stopped, Func<Task> work)
+    {
+        try
+        {
+            await work();
         }
         catch (OperationCanceledException) when (job.CancelRequested)
         {
@@ -238,7 +237,8 @@ public sealed partial class JobManager : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
-            job.SetState(JobState.Queued, "stopped with the service; the cluster's nodes go on, and this node follows the job again on restart");
+            // Service stopping: leave the record Running so the next start resumes it.
+            job.SetState(JobState.Queued, stopped);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
